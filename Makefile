@@ -1,0 +1,52 @@
+# Two commands for a fresh machine: `make run` (set up and serve) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-sqlite test-postgres lint fmt bench stress soak clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/base.txt requirements/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt -c requirements/lock.txt
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv with the pinned dependencies
+
+run: venv ## Set up (migrate, seed, demo admin, Redis) and serve on 127.0.0.1:8000
+	./scripts/run
+
+test: venv lint test-sqlite test-postgres ## Lint, then the whole suite on SQLite and on PostgreSQL
+
+test-sqlite: venv ## The suite on SQLite
+	DATABASE_URL= $(PY) -m pytest
+
+test-postgres: venv ## The suite on PostgreSQL, when DATABASE_URL or a local server is there
+	@./scripts/with-postgres $(PY) -m pytest
+
+lint: venv ## ruff, ruff format, mypy (streaming/), makemigrations --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy streaming
+	DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py makemigrations --check --dry-run
+
+fmt: venv ## Format and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv ## Benchmark: this project vs DCRF vs the raw limit (docs/benchmarks.md)
+	$(PY) -m bench.run
+
+stress: venv ## Convergence stress run: 4 writers x 1,000 writes
+	$(PY) -m bench.stress
+
+soak: venv ## Soak: 1,000 subscribers, 50 writes/s for 60 s, 5% reconnecting
+	$(PY) -m bench.soak
+
+clean: ## Remove the venv, databases and run files
+	rm -rf $(VENV) .run db.sqlite3* .test-db.sqlite3* .pytest_cache artifacts

@@ -1,0 +1,1 @@
+"""Series of timestamped metrics, and the live weekly stream built on streaming/."""

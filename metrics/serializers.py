@@ -1,0 +1,76 @@
+"""REST representations of Series and Metric, with strict input validation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
+
+from metrics.models import Metric, Series
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A float that refuses NaN, Infinity and values too large for a double."""
+
+    default_error_messages = {"finite": "Must be a finite number."}
+
+    def to_internal_value(self, data: Any) -> float:
+        """Returns the float, or raises a field error."""
+        if isinstance(data, bool):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("finite")
+        return value
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 timestamp that must carry its UTC offset: a naive one is ambiguous."""
+
+    default_error_messages = {
+        "naive": "Timestamp must include a time zone offset, e.g. +00:00 or Z."
+    }
+
+    def to_internal_value(self, value: Any) -> Any:
+        """Returns the aware datetime, or raises a field error."""
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                self.fail("naive")
+        return super().to_internal_value(value)
+
+
+class SeriesSerializer(serializers.ModelSerializer):
+    """A series, addressed by its slug."""
+
+    class Meta:
+        model = Series
+        fields = ["slug", "name", "unit", "aggregation", "is_public"]
+
+
+class MetricSerializer(serializers.ModelSerializer):
+    """A metric; `series` is read and written as the series' slug."""
+
+    series = serializers.SlugRelatedField(slug_field="slug", queryset=Series.objects.all())
+    timestamp = AwareDateTimeField()
+    value = FiniteFloatField()
+
+    class Meta:
+        model = Metric
+        fields = ["id", "series", "timestamp", "value"]
+
+
+class WeekSerializer(serializers.Serializer):
+    """The week payload shared by the REST API, the page and the stream."""
+
+    series = serializers.CharField()
+    week = serializers.CharField()
+    labels = serializers.ListField(child=serializers.DateField())
+    values = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    unit = serializers.CharField(allow_blank=True)
+    aggregation = serializers.ChoiceField(choices=["sum", "avg", "min", "max", "last"])

@@ -1,0 +1,91 @@
+"""
+The `metrics.week` stream: a key is one series' ISO week, its payload the week's data.
+
+Keys name the series by primary key ("12:2026-W48"), so a slug change keeps them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streaming
+from metrics.models import Metric, Series
+from metrics.selectors import can_view_series, series_week
+from metrics.weeks import IsoWeek
+
+WEEK_STREAM = "metrics.week"
+
+
+def week_key(series_id: int, week: IsoWeek) -> str:
+    """Returns the stream key of a series' week."""
+    return f"{series_id}:{week}"
+
+
+def _parse_key(key: str) -> tuple[int, IsoWeek]:
+    series_id, week = key.split(":", 1)
+    return int(series_id), IsoWeek.parse(week)
+
+
+def metric_keys(metric: Any) -> set[str]:
+    """Returns the key a metric (or a row with series_id and timestamp) belongs to."""
+    return {week_key(metric.series_id, IsoWeek.of(metric.timestamp))}
+
+
+def series_keys(series: Any) -> list[streaming.AllKeys]:
+    """Returns all of a series' keys: its unit, aggregation or existence changed."""
+    return [streaming.AllKeys(prefix=f"{series.id}:")]
+
+
+def params_key(params: Mapping[str, Any]) -> str:
+    """Returns the key for subscribe params {"series": slug, "week": "2026-W48"?}."""
+    unknown = sorted(set(params) - {"series", "week"})
+    if unknown:
+        raise streaming.InvalidParams(f"Unexpected params: {', '.join(unknown)}.")
+    slug, week = params.get("series"), params.get("week")
+    if not isinstance(slug, str) or not slug or len(slug) > 50:
+        raise streaming.InvalidParams("series must be a series slug.")
+    if week is None:
+        parsed = IsoWeek.current()
+    else:
+        try:
+            parsed = IsoWeek.parse(week)
+        except ValueError as exc:
+            raise streaming.InvalidParams(f"week: {exc}") from exc
+    series_id = Series.objects.filter(slug=slug).values_list("pk", flat=True).first()
+    if series_id is None:
+        raise streaming.StreamNotFound(f"No series {slug!r}.")
+    return week_key(series_id, parsed)
+
+
+def payload(key: str, using: str | None) -> dict[str, Any] | None:
+    """Returns the key's week payload, or None once its series is deleted."""
+    series_id, week = _parse_key(key)
+    manager = Series.objects.db_manager(using) if using else Series.objects
+    series = manager.filter(pk=series_id).first()
+    if series is None:
+        return None
+    return series_week(series=series, week=week, using=using)
+
+
+def permission(user: Any, key: str) -> bool:
+    """Returns whether `user` may subscribe to `key`."""
+    series = Series.objects.filter(pk=_parse_key(key)[0]).first()
+    return series is not None and can_view_series(user=user, series=series)
+
+
+week_stream = streaming.Stream(
+    name=WEEK_STREAM,
+    sources=(
+        streaming.Source(Metric, keys=metric_keys, fields=("series_id", "timestamp")),
+        streaming.Source(Series, keys=series_keys, fields=("id",)),
+    ),
+    params=params_key,
+    payload=payload,
+    permission=permission,
+)
+
+
+def register() -> None:
+    """Registers the metrics streams; called from MetricsConfig.ready()."""
+    streaming.register(week_stream)

@@ -1,0 +1,1 @@
+"""Project package: settings modules (base, dev, test, prod), ASGI application and URLs."""

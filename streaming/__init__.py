@@ -1,0 +1,26 @@
+"""
+A generic app that broadcasts model changes live over WebSockets.
+
+Apps register a Stream (what to observe, which keys a change touches, how to build a
+key's payload, who may see it); streaming/ does the rest. It never imports its users.
+"""
+
+from streaming.registry import (
+    AllKeys,
+    InvalidParams,
+    Source,
+    Stream,
+    StreamNotFound,
+    get_stream,
+    register,
+)
+
+__all__ = [
+    "AllKeys",
+    "InvalidParams",
+    "Source",
+    "Stream",
+    "StreamNotFound",
+    "get_stream",
+    "register",
+]

@@ -1,0 +1,264 @@
+"""
+The process-local hub: one channel-layer subscription per key per process, however many
+sockets watch that key, and one pre-encoded frame fanned out to all of them.
+
+It also keeps what each socket has seen: versions only grow per socket, and a socket that
+is still waiting for its subscribe reply gets the newest update right after that reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from streaming import messages
+from streaming.conf import streaming_settings, version_store
+from streaming.registry import StreamNotFound, get_stream
+from streaming.stats import stats
+
+logger = logging.getLogger("streaming.hub")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Member:
+    """One socket's subscription to one key."""
+
+    __slots__ = ("pending", "ready", "send", "version")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.version = -1
+        self.ready = False
+        self.pending: dict[str, Any] | None = None
+
+
+class Hub:
+    """Fans the channel layer's updates out to this event loop's sockets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.groups: dict[str, dict[object, Member]] = {}
+        self.keys: dict[str, tuple[str, str]] = {}
+        self._joined: dict[str, asyncio.Future[None]] = {}
+        self._controls: set[str] = set()
+        self._start_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._beats_sent: dict[int, float] = {}
+        self._lost_at_seq: int | None = None
+        self.last_beat = 0.0
+
+    async def start(self) -> None:
+        """Creates the hub's channel and starts its receive and heartbeat tasks."""
+        async with self._start_lock:
+            if self.channel is not None:
+                return
+            self.channel = await self.layer.new_channel("streaming.hub.")
+            self._tasks = [
+                self.loop.create_task(self._receive()),
+                self.loop.create_task(self._heartbeat()),
+            ]
+
+    async def join(self, owner: object, send: Send, stream: str, key: str) -> Member:
+        """Subscribes `owner` to a key; returns once the key's updates reach this hub."""
+        await self.start()
+        group = messages.group_name(stream, key)
+        joined = self._joined.get(group)
+        if joined is None:
+            joined = self._joined[group] = self.loop.create_future()
+            self.groups[group] = {}
+            self.keys[group] = (stream, key)
+            try:
+                await self._add(group, messages.control_group(stream))
+            except BaseException as exc:
+                del self._joined[group], self.groups[group], self.keys[group]
+                joined.set_exception(exc)
+                joined.exception()
+                raise
+            joined.set_result(None)
+        await asyncio.shield(joined)
+        members = self.groups[group]
+        member = members.get(owner)
+        if member is None:
+            member = members[owner] = Member(send)
+            stats.add("subscribers", stream)
+        member.ready = False
+        return member
+
+    async def _add(self, group: str, control: str) -> None:
+        assert self.channel is not None
+        await self.layer.group_add(group, self.channel)
+        if control not in self._controls:
+            await self.layer.group_add(control, self.channel)
+            self._controls.add(control)
+
+    async def ready(self, member: Member, version: int) -> None:
+        """Called once the subscribe reply (at `version`) was sent: flushes what waited."""
+        member.version = max(member.version, version)
+        member.ready = True
+        pending, member.pending = member.pending, None
+        if pending is not None and pending["version"] > member.version:
+            member.version = pending["version"]
+            await member.send({"type": "websocket.send", "text": pending["text"]})
+
+    async def leave(self, owner: object, stream: str, key: str) -> None:
+        """Unsubscribes `owner`; the last one out drops the key's subscription."""
+        group = messages.group_name(stream, key)
+        members = self.groups.get(group)
+        if members is None or members.pop(owner, None) is None:
+            return
+        stats.add("subscribers", stream, -1)
+        if not members and group in self._joined:
+            del self.groups[group], self.keys[group], self._joined[group]
+            assert self.channel is not None
+            await self.layer.group_discard(group, self.channel)
+
+    async def fanout(self, message: dict[str, Any]) -> None:
+        """Sends an update to every local socket of its key that has not seen it."""
+        members = self.groups.get(message["group"])
+        if not members:
+            return
+        version = message["version"]
+        out = {"type": "websocket.send", "text": message["text"]}
+        for member in list(members.values()):
+            if version <= member.version:
+                continue
+            if not member.ready:
+                if member.pending is None or version > member.pending["version"]:
+                    member.pending = message
+                continue
+            member.version = version
+            try:
+                await member.send(out)
+            except Exception:
+                logger.debug("streaming: send to a closing socket failed", exc_info=True)
+        if message["gone"]:
+            # Nothing more will come for this key: forget it here too.
+            for owner in list(members):
+                await self.leave(owner, message["stream"], message["key"])
+
+    async def refresh(self, stream: str, prefix: str = "") -> None:
+        """Re-sends this hub's subscribed keys of `stream` starting with `prefix`."""
+        keys = [k for g, (s, k) in self.keys.items() if s == stream and k.startswith(prefix)]
+        if not keys:
+            return
+        try:
+            source = get_stream(stream)
+        except StreamNotFound:
+            return
+        versions = await version_store().next(stream, keys)
+        for key, version in zip(keys, versions, strict=True):
+            payload = await database_sync_to_async(source.payload)(key, None)
+            await self.fanout(messages.update_message(stream, key, version, payload))
+
+    async def resync(self) -> None:
+        """Re-sends every subscribed key: called when channel-layer messages may be lost."""
+        for stream in {s for s, _ in self.keys.values()}:
+            await self.refresh(stream)
+
+    async def _receive(self) -> None:
+        assert self.channel is not None
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+                kind = message.get("type")
+                if kind == "stream.update":
+                    await self.fanout(message)
+                elif kind == "stream.refresh":
+                    self.loop.create_task(
+                        self._guard(self.refresh(message["stream"], message["prefix"]))
+                    )
+                elif kind == "stream.heartbeat":
+                    self._beat(message["seq"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("streaming: hub receive failed")
+                await asyncio.sleep(0.5)
+
+    async def _heartbeat(self) -> None:
+        """Sends itself a message through the layer; a lost one means a resync is due."""
+        assert self.channel is not None
+        digest = hashlib.blake2b(self.channel.encode(), digest_size=8).hexdigest()
+        group = f"streaming.hb.{digest}"
+        interval = streaming_settings.HEARTBEAT_SECONDS
+        timeout = max(4 * interval, 2.0)
+        seq = 0
+        while True:
+            try:
+                await self.layer.group_add(group, self.channel)
+                break
+            except Exception:
+                await asyncio.sleep(interval)
+        while True:
+            await asyncio.sleep(interval)
+            seq += 1
+            now = time.monotonic()
+            try:
+                await asyncio.wait_for(
+                    self.layer.group_send(group, {"type": "stream.heartbeat", "seq": seq}), timeout
+                )
+                self._beats_sent[seq] = now
+            except Exception:
+                self._lost(seq)
+            if any(now - sent > timeout for sent in self._beats_sent.values()):
+                self._beats_sent.clear()
+                self._lost(seq)
+
+    def _lost(self, seq: int) -> None:
+        if self._lost_at_seq is None:
+            logger.warning("streaming: channel layer lost messages; resync once it is back")
+            self._lost_at_seq = seq
+
+    def _beat(self, seq: int) -> None:
+        self._beats_sent.pop(seq, None)
+        self.last_beat = time.monotonic()
+        if self._lost_at_seq is not None and seq > self._lost_at_seq:
+            self._lost_at_seq = None
+            logger.warning("streaming: channel layer is back; resyncing %d key(s)", len(self.keys))
+            self.loop.create_task(self._guard(self._rejoin_and_resync()))
+
+    async def _rejoin_and_resync(self) -> None:
+        # Group memberships may be gone with the old Redis (core layer): add them again.
+        assert self.channel is not None
+        for group in list(self.groups):
+            await self.layer.group_add(group, self.channel)
+        for control in self._controls:
+            await self.layer.group_add(control, self.channel)
+        await self.resync()
+
+    async def _guard(self, coro: Awaitable[None]) -> None:
+        try:
+            await coro
+        except Exception:
+            logger.exception("streaming: hub task failed")
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """Returns the running event loop's hub, creating it on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub(loop)
+    return hub
+
+
+def local_loop() -> asyncio.AbstractEventLoop | None:
+    """Returns the event loop of this process's running hub, if there is one."""
+    for loop in list(_hubs):
+        if loop.is_running() and not loop.is_closed():
+            return loop
+    return None

@@ -1,0 +1,205 @@
+"""
+Sends committed changes from any process: admin, REST, shells, scripts and commands.
+
+save() only drops its keys into a dict and returns (microseconds, whatever the number of
+subscribers). One thread per process then, for each key, takes the next version, reads
+the payload once, encodes it once and group_sends it over one long-lived connection. A key
+written again before the thread reaches it is sent once, with the latest state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import connections
+
+from streaming import messages
+from streaming.conf import streaming_settings, version_store
+from streaming.registry import AllKeys, StreamNotFound, get_stream
+from streaming.stats import stats
+
+logger = logging.getLogger("streaming.publish")
+
+Item = tuple[str, "str | AllKeys"]
+
+
+class Publisher:
+    """A process's sender thread and the keys waiting for it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        # (stream, key) -> (database alias, first enqueued at)
+        self._pending: dict[Item, tuple[str, float]] = {}
+        self._failing_since: dict[Item, float] = {}
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._exit_registered = False
+
+    def enqueue(self, items: list[tuple[str, str | AllKeys, str]]) -> None:
+        """Queues (stream, key, using) items for sending; never raises."""
+        try:
+            now = time.monotonic()
+            with self._cond:
+                for stream, key, using in items:
+                    if (stream, key) in self._pending:
+                        stats.add("conflated", stream)
+                    else:
+                        self._pending[(stream, key)] = (using, now)
+                self._ensure_thread()
+                self._cond.notify_all()
+        except Exception:
+            logger.exception("streaming: could not queue %d broadcast(s)", len(items))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until everything queued was sent (or given up); returns False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._alive():
+                    return not (self._pending or self._busy)
+                self._cond.wait(remaining)
+        return True
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    def _ensure_thread(self) -> None:
+        if self._alive():
+            return
+        # A forked child inherits the dict but not the thread: start its own.
+        self._pid = os.getpid()
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name="streaming-publisher", daemon=True)
+        self._thread.start()
+        if not self._exit_registered:
+            # A script that exits right after save() still delivers its broadcasts.
+            atexit.register(self.flush, streaming_settings.EXIT_FLUSH_SECONDS)
+            self._exit_registered = True
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                batch, self._pending = self._pending, {}
+                self._busy = True
+            failed: dict[Item, tuple[str, float]] = {}
+            try:
+                failed = self._send(loop, batch)
+            except Exception:
+                logger.exception("streaming: broadcast batch failed")
+                failed = batch
+            finally:
+                retry = self._retryable(failed)
+                with self._cond:
+                    for item, value in retry.items():
+                        self._pending.setdefault(item, value)
+                    self._busy = False
+                    self._cond.notify_all()
+            if retry:
+                time.sleep(0.5)
+
+    def _retryable(self, failed: dict[Item, tuple[str, float]]) -> dict[Item, tuple[str, float]]:
+        """Returns the failed items still within their retry window; logs the rest."""
+        now = time.monotonic()
+        retry = {}
+        for item, value in failed.items():
+            since = self._failing_since.setdefault(item, now)
+            if now - since < streaming_settings.RETRY_SECONDS:
+                retry[item] = value
+            else:
+                del self._failing_since[item]
+                logger.error("streaming: gave up broadcasting %s key %r", *item)
+        for item in set(self._failing_since) - set(failed):
+            del self._failing_since[item]
+        return retry
+
+    def _send(
+        self, loop: asyncio.AbstractEventLoop, batch: dict[Item, tuple[str, float]]
+    ) -> dict[Item, tuple[str, float]]:
+        """Sends one batch; returns the items that failed."""
+        for connection in connections.all(initialized_only=True):
+            connection.close_if_unusable_or_obsolete()
+        by_stream: dict[str, list[str | AllKeys]] = defaultdict(list)
+        for stream_name, key in batch:
+            by_stream[stream_name].append(key)
+        failed = {}
+        for stream_name, keys in by_stream.items():
+            try:
+                outgoing = self._build(loop, stream_name, keys, batch)
+                loop.run_until_complete(_group_send_all(outgoing))
+            except StreamNotFound:
+                continue
+            except Exception as exc:
+                stats.add("send_failures", stream_name, len(keys))
+                logger.warning(
+                    "streaming: broadcast of %s keys %s failed: %r; retrying",
+                    stream_name,
+                    [str(k) for k in keys],
+                    exc,
+                )
+                failed.update({(stream_name, k): batch[(stream_name, k)] for k in keys})
+                continue
+            now = time.monotonic()
+            stats.add("broadcasts", stream_name, len(outgoing))
+            stats.latency(stream_name, now - min(batch[(stream_name, k)][1] for k in keys))
+        return failed
+
+    def _build(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stream_name: str,
+        keys: list[str | AllKeys],
+        batch: dict[Item, tuple[str, float]],
+    ) -> list[tuple[str, dict[str, Any]]]:
+        stream = get_stream(stream_name)
+        plain = [k for k in keys if isinstance(k, str)]
+        # Version first, payload second: the highest version reads after every commit.
+        versions = loop.run_until_complete(version_store().next(stream_name, plain))
+        outgoing = []
+        for key, version in zip(plain, versions, strict=True):
+            payload = stream.payload(key, batch[(stream_name, key)][0])
+            message = messages.update_message(stream_name, key, version, payload)
+            outgoing.append((messages.group_name(stream_name, key), message))
+            logger.debug("streaming: %s %s v%d", stream_name, key, version)
+        for key in keys:
+            if isinstance(key, AllKeys):
+                message = messages.refresh_message(stream_name, key.prefix)
+                outgoing.append((messages.control_group(stream_name), message))
+        return outgoing
+
+
+async def _group_send_all(outgoing: list[tuple[str, dict[str, Any]]]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    if isinstance(layer, InMemoryChannelLayer):
+        # One process only: hand the messages to the hub's own event loop, the only place
+        # an in-memory layer can be used from.
+        from streaming.hub import local_loop
+
+        loop = local_loop()
+        if loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(_send_each(layer, outgoing), loop)
+        await asyncio.wrap_future(future)
+        return
+    await _send_each(layer, outgoing)
+
+
+async def _send_each(layer: Any, outgoing: list[tuple[str, dict[str, Any]]]) -> None:
+    await asyncio.gather(*(layer.group_send(group, message) for group, message in outgoing))
+
+
+publisher = Publisher()

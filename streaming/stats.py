@@ -1,0 +1,32 @@
+"""In-process counters for broadcasts, subscribers and failures (exported at /metrics/)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+
+class Stats:
+    """Thread-safe counters; each process keeps its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.broadcasts: Counter[str] = Counter()
+        self.conflated: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.send_failures: Counter[str] = Counter()
+        self.subscribers: Counter[str] = Counter()
+        self.last_latency_seconds: dict[str, float] = {}
+
+    def add(self, counter: str, stream: str, amount: int = 1) -> None:
+        """Adds `amount` to one of the counters for `stream`."""
+        with self._lock:
+            getattr(self, counter)[stream] += amount
+
+    def latency(self, stream: str, seconds: float) -> None:
+        """Records the last commit-to-send latency of `stream`."""
+        with self._lock:
+            self.last_latency_seconds[stream] = seconds
+
+
+stats = Stats()

@@ -1,0 +1,96 @@
+"""
+Per-key version counters shared by every process.
+
+A sender takes the next version *after* its transaction committed and *before* it reads
+the payload, so the highest version was read after every earlier commit (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+
+from redis import asyncio as aioredis
+
+# A counter that is missing (first use, or Redis restarted empty) starts from Redis's
+# clock in microseconds: always above any value handed out before, since no key is
+# broadcast more than once per microsecond.
+_NEXT = """
+local now = redis.call('TIME')
+local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then redis.call('SET', key, floor) end
+  out[i] = redis.call('INCR', key)
+  redis.call('PEXPIRE', key, ARGV[1])
+end
+return out
+"""
+_TTL_MS = 30 * 24 * 3600 * 1000
+PREFIX = "streaming:version:"
+
+
+def _name(stream: str, key: str) -> str:
+    return f"{PREFIX}{stream}:{key}"
+
+
+class RedisVersionStore:
+    """Versions kept in Redis, one INCR per broadcast; survives Redis restarts (see _NEXT)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _client(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            # Blocking pool: a burst of subscribes waits for a connection instead of failing.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=50, timeout=10
+            )
+            client = self._clients[loop] = aioredis.Redis(connection_pool=pool)
+        return client
+
+    async def next(self, stream: str, keys: Sequence[str]) -> list[int]:
+        """Returns the next version of each key, in one round trip."""
+        if not keys:
+            return []
+        names = [_name(stream, key) for key in keys]
+        return [int(v) for v in await self._client().eval(_NEXT, len(names), *names, _TTL_MS)]
+
+    async def current(self, stream: str, key: str) -> int:
+        """Returns the key's latest version handed out, or 0 if none is known."""
+        value = await self._client().get(_name(stream, key))
+        return int(value) if value is not None else 0
+
+
+class LocalVersionStore:
+    """Versions kept in this process: right for the in-memory channel layer only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._floor = itertools.count(time.time_ns() // 1000)
+
+    async def next(self, stream: str, keys: Sequence[str]) -> list[int]:
+        """Returns the next version of each key."""
+        with self._lock:
+            out = []
+            for key in keys:
+                name = _name(stream, key)
+                value = self._counters.get(name) or next(self._floor)
+                self._counters[name] = value + 1
+                out.append(value + 1)
+            return out
+
+    async def current(self, stream: str, key: str) -> int:
+        """Returns the key's latest version handed out, or 0 if none is known."""
+        with self._lock:
+            return self._counters.get(_name(stream, key), 0)
