@@ -11,8 +11,12 @@ DEBUG = False
 # DATABASES
 # ------------------------------------------------------------------------------
 # A file, not :memory:, so servers and writer scripts started by tests see the same rows.
+# TEST_DB_SUFFIX keeps concurrent runs (several checkouts, several developers) apart.
+_SUFFIX = env("TEST_DB_SUFFIX", default="")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db{_SUFFIX}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{_SUFFIX}"}
 
 # PASSWORDS
 # ------------------------------------------------------------------------------
