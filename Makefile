@@ -24,7 +24,7 @@ run: venv ## Set up (migrate, seed, demo admin, Redis) and serve on 127.0.0.1:80
 test: venv lint test-sqlite test-postgres ## Lint, then the whole suite on SQLite and on PostgreSQL
 
 test-sqlite: venv ## The suite on SQLite
-	DATABASE_URL= $(PY) -m pytest
+	env -u DATABASE_URL $(PY) -m pytest
 
 test-postgres: venv ## The suite on PostgreSQL, when DATABASE_URL or a local server is there
 	@./scripts/with-postgres $(PY) -m pytest
