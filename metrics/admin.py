@@ -24,4 +24,3 @@ class MetricAdmin(admin.ModelAdmin):
     list_select_related = ["series"]
     date_hierarchy = "timestamp"
     search_fields = ["series__slug", "series__name"]
-    autocomplete_fields = ["series"]
