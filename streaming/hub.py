@@ -204,11 +204,11 @@ class Hub:
             await asyncio.sleep(interval)
             seq += 1
             now = time.monotonic()
+            # Recorded before sending: the echo may arrive before group_send returns.
+            self._beats_sent[seq] = now
+            beat = {"type": "stream.heartbeat", "seq": seq}
             try:
-                await asyncio.wait_for(
-                    self.layer.group_send(group, {"type": "stream.heartbeat", "seq": seq}), timeout
-                )
-                self._beats_sent[seq] = now
+                await asyncio.wait_for(self.layer.group_send(group, beat), timeout)
             except Exception:
                 self._lost(seq)
             if any(now - sent > timeout for sent in self._beats_sent.values()):
