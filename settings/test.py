@@ -1,12 +1,17 @@
 """With these settings, tests run faster and every process of a test shares one database."""
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, DATABASES, env
+from .base import BASE_DIR, DATABASES, INSTALLED_APPS, LOGGING, env
 
 # GENERAL
 # ------------------------------------------------------------------------------
 SECRET_KEY = env("SECRET_KEY", default="test-only-secret-key")
 DEBUG = False
+
+# APPS
+# ------------------------------------------------------------------------------
+# A second, metrics-free user of streaming/ (docs/streaming.md walks through it).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.exampleapp"]
 
 # DATABASES
 # ------------------------------------------------------------------------------
@@ -24,4 +29,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # LOGGING
 # ------------------------------------------------------------------------------
-LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405
+LOGGING = {
+    **LOGGING,
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
+}

@@ -1,0 +1,1 @@
+"""A second user of streaming/, kept in tests/: boards of notes, streamed per board."""
