@@ -1,23 +1,44 @@
 """
 The WebSocket consumer behind /ws/stream/: DCRF's action/reply protocol, with updates
-pushed by the process's hub (docs/protocol.md).
+pushed by the process's hub (docs/protocol.md). Limits and close codes: docs/security.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import random
 from collections.abc import Mapping
 from typing import Any
 
 from channels.db import database_sync_to_async
 from djangochannelsrestframework.consumers import AsyncAPIConsumer
 from djangochannelsrestframework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, Throttled, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    NotFound,
+    PermissionDenied,
+    Throttled,
+    ValidationError,
+)
 from rest_framework.permissions import AllowAny
 
+from streaming import access, messages
 from streaming.conf import streaming_settings, version_store
-from streaming.hub import Hub, Member, get_hub
+from streaming.hub import Hub, Member, Send, get_hub
+from streaming.limits import CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, FloodGuard, too_large
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
+
+logger = logging.getLogger("streaming.consumers")
+
+# Top-level fields a client message may carry; any other is refused before dispatch.
+FIELDS = frozenset({"action", "request_id", "stream", "params"})
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON: echoing them back would break strict clients.
+    raise ValueError(f"{name} is not valid JSON.")
 
 
 class StreamConsumer(AsyncAPIConsumer):
@@ -29,10 +50,20 @@ class StreamConsumer(AsyncAPIConsumer):
         """Called when a WebSocket connection is opened."""
         self.hub: Hub = get_hub()
         self.subscriptions: dict[tuple[str, str], Member] = {}
+        self.flood = FloodGuard(
+            streaming_settings.RATE_PER_SECOND,
+            streaming_settings.RATE_BURST,
+            streaming_settings.RATE_STRIKES,
+        )
+        self.rechecker: asyncio.Task[None] | None = None
+        self.closing = False
         await super().websocket_connect(message)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Called when the connection closes: leaves every subscribed key."""
+        rechecker = getattr(self, "rechecker", None)
+        if rechecker is not None:
+            rechecker.cancel()
         for stream, key in list(getattr(self, "subscriptions", {})):
             await self.hub.leave(self, stream, key)
         await super().websocket_disconnect(message)
@@ -40,22 +71,57 @@ class StreamConsumer(AsyncAPIConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
-        """Called with each frame: anything but a JSON object gets a 400 reply."""
+        """Called with each frame: rate-limited, size-capped; anything but an object is 400."""
+        if self.closing:
+            # Frames already queued behind the one that closed the socket get nothing.
+            return
+        verdict = self.flood.check()
+        if verdict != FloodGuard.ALLOW:
+            if verdict == FloodGuard.CLOSE:
+                await self._close(CLOSE_RATE_LIMITED)
+            else:
+                await self.reply(action=None, errors=["Too many messages; slow down."], status=429)
+            return
+        if too_large(text_data, bytes_data, streaming_settings.MAX_MESSAGE_BYTES):
+            await self._close(CLOSE_TOO_LARGE)
+            return
         if text_data is None:
             await self.reply(action=None, errors=["Binary frames are not supported."], status=400)
             return
-        if len(text_data) > streaming_settings.MAX_MESSAGE_BYTES:
-            await self.close(code=4009)
-            return
         try:
-            content = json.loads(text_data)
-        except ValueError:
+            content = json.loads(text_data, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
             await self.reply(action=None, errors=["Malformed JSON."], status=400)
             return
         if not isinstance(content, dict):
             await self.reply(action=None, errors=["Expected a JSON object."], status=400)
             return
+        extra = sorted(set(content) - FIELDS)
+        if extra:
+            # Checked before DCRF spreads the message into keyword arguments.
+            name = content.get("action")
+            await self.reply(
+                action=name if isinstance(name, str) else None,
+                errors=[{field: ["Unexpected field."] for field in extra}],
+                status=400,
+                request_id=content.get("request_id"),
+            )
+            return
         await self.receive_json(content)
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)
+
+    async def handle_exception(self, exc: Exception, action: str | None, request_id: Any) -> None:
+        """Replies to any failure of an action; an unexpected one is a 500, never a close."""
+        if isinstance(exc, APIException):
+            await super().handle_exception(exc, action, request_id)
+            return
+        logger.exception("streaming: action %r failed", action, exc_info=exc)
+        await self.reply(
+            action=action, errors=["Internal error."], status=500, request_id=request_id
+        )
 
     async def get_action_name(
         self, content: dict[str, Any], **kwargs: Any
@@ -70,16 +136,16 @@ class StreamConsumer(AsyncAPIConsumer):
     async def subscribe(self, request_id: Any, action: str, **content: Any) -> None:
         """Subscribes to a key and replies with its snapshot; updates follow, newer only."""
         stream, key = await self._resolve(content)
-        user = self.scope.get("user")
-        if not await database_sync_to_async(stream.permission)(user, key):
+        if not await database_sync_to_async(self._may_subscribe)(stream, key):
             raise PermissionDenied("You may not subscribe to this stream.")
+        self._forget_gone()
         if (stream.name, key) not in self.subscriptions and (
             len(self.subscriptions) >= streaming_settings.MAX_SUBSCRIPTIONS
         ):
             cap = streaming_settings.MAX_SUBSCRIPTIONS
             raise Throttled(detail=f"At most {cap} subscriptions per connection.")
         # Join first, then read: a change committed after the read reaches us as an update.
-        member = await self.hub.join(self, self.base_send, stream.name, key)
+        member = await self.hub.join(self, self._sender(stream.name, key), stream.name, key)
         self.subscriptions[(stream.name, key)] = member
         try:
             version = await version_store().current(stream.name, key)
@@ -93,6 +159,7 @@ class StreamConsumer(AsyncAPIConsumer):
         data = {"stream": stream.name, "key": key, "version": version, "payload": payload}
         await self.reply(action=action, data=data, status=200, request_id=request_id)
         await self.hub.ready(member, version)
+        self._start_rechecks()
 
     @action()
     async def unsubscribe(
@@ -103,9 +170,62 @@ class StreamConsumer(AsyncAPIConsumer):
         await self._leave(stream.name, key)
         return {"stream": stream.name, "key": key}, 200
 
+    def _may_subscribe(self, stream: Stream, key: str) -> bool:
+        """Returns whether the session's current user may subscribe to `key`."""
+        self.scope["user"] = access.session_user(self.scope)
+        return stream.permission(self.scope["user"], key)
+
+    def _sender(self, stream: str, key: str) -> Send:
+        """Returns the hub's send for one key: silent once the key was left or revoked."""
+
+        async def send(message: dict[str, Any]) -> None:
+            if (stream, key) in self.subscriptions:
+                await self.base_send(message)
+
+        return send
+
     async def _leave(self, stream: str, key: str) -> None:
         if self.subscriptions.pop((stream, key), None) is not None:
             await self.hub.leave(self, stream, key)
+
+    def _forget_gone(self) -> None:
+        """Drops subscriptions the hub ended (their object was deleted: `gone` was sent)."""
+        for stream, key in list(self.subscriptions):
+            if self not in self.hub.groups.get(messages.group_name(stream, key), ()):
+                del self.subscriptions[(stream, key)]
+
+    def _start_rechecks(self) -> None:
+        if self.rechecker is None or self.rechecker.done():
+            self.rechecker = asyncio.get_running_loop().create_task(self._recheck_forever())
+
+    async def _recheck_forever(self) -> None:
+        """
+        Every RECHECK_SECONDS, re-reads the session's user and re-runs each subscribed key's
+        permission; a key no longer allowed is dropped and the client told `revoked`.
+        """
+        interval = streaming_settings.RECHECK_SECONDS
+        # A random phase spreads the re-checks of many connections over the interval.
+        await asyncio.sleep(interval * random.random())
+        while True:
+            try:
+                await self.recheck()
+            except Exception:
+                logger.exception("streaming: permission re-check failed; retrying")
+            await asyncio.sleep(interval)
+
+    async def recheck(self) -> None:
+        """Re-checks this connection's subscriptions now (see _recheck_forever)."""
+        self._forget_gone()
+        if not self.subscriptions:
+            return
+        user, lost = await database_sync_to_async(access.recheck)(
+            self.scope, list(self.subscriptions)
+        )
+        self.scope["user"] = user
+        for stream, key in lost:
+            if (stream, key) in self.subscriptions:
+                await self._leave(stream, key)
+                await self.send_json({"action": "revoked", "stream": stream, "key": key})
 
     async def _resolve(self, content: Mapping[str, Any]) -> tuple[Stream, str]:
         """Returns the stream and key named by a subscribe/unsubscribe message."""

@@ -1,0 +1,55 @@
+"""
+Who a connection is *now*: re-reads its session, so a logout, a password change or a lost
+permission reaches sockets opened before it (checked every STREAMING["RECHECK_SECONDS"]).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
+
+from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth.models import AnonymousUser
+
+from streaming.registry import StreamNotFound, get_stream
+
+logger = logging.getLogger("streaming.access")
+
+
+def session_user(scope: Mapping[str, Any]) -> Any:
+    """
+    Returns the user the scope's session belongs to today, read afresh from the session
+    store: anonymous once the session was deleted (logout) or its auth hash changed.
+    """
+    session = scope.get("session")
+    key = getattr(session, "session_key", None)
+    if not key:
+        # No session to re-read (e.g. a test scope): the user resolved at connect stands.
+        return scope.get("user") or AnonymousUser()
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+    return auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
+
+
+def revoked_keys(user: Any, subscriptions: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Returns the (stream, key) pairs `user` may no longer subscribe to."""
+    lost = []
+    for stream_name, key in subscriptions:
+        try:
+            allowed = get_stream(stream_name).permission(user, key)
+        except StreamNotFound:
+            allowed = False
+        if not allowed:
+            lost.append((stream_name, key))
+    return lost
+
+
+def recheck(
+    scope: Mapping[str, Any], subscriptions: Iterable[tuple[str, str]]
+) -> tuple[Any, list[tuple[str, str]]]:
+    """Returns the scope's current user and the subscriptions it lost (one thread hop)."""
+    user = session_user(scope)
+    return user, revoked_keys(user, subscriptions)
