@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -58,7 +58,9 @@ def demo_value(slug: str, moment: datetime, rng: random.Random) -> float:
 def seed_demo(*, weeks: int = 4, step_hours: int = 3, seed: int = 48) -> int:
     """(Re)creates the demo series with `weeks` weeks of metrics up to now; returns the count."""
     rng = random.Random(seed)
-    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    # Whole hours of local time: rounding in UTC would put the newest point in last week
+    # for up to 30 minutes after Monday midnight in a half-hour zone (India, Newfoundland).
+    now = timezone.localtime().replace(minute=0, second=0, microsecond=0).astimezone(UTC)
     start = now - timedelta(weeks=weeks)
     Series.objects.filter(slug__in=[s["slug"] for s in DEMO_SERIES]).delete()
     metrics = []

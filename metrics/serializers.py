@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from metrics.models import Metric, Series
+from metrics.selectors import series_visible_to
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -45,6 +46,17 @@ class AwareDateTimeField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
+class VisibleSeriesField(serializers.SlugRelatedField):
+    """A series slug the requesting user may see: a private one is "does not exist" to others."""
+
+    def get_queryset(self) -> Any:
+        """Returns the series visible to the request's user (all of them without a request)."""
+        request = self.context.get("request")
+        if request is None:
+            return Series.objects.all()
+        return series_visible_to(user=request.user)
+
+
 class SeriesSerializer(serializers.ModelSerializer):
     """A series, addressed by its slug."""
 
@@ -56,7 +68,7 @@ class SeriesSerializer(serializers.ModelSerializer):
 class MetricSerializer(serializers.ModelSerializer):
     """A metric; `series` is read and written as the series' slug."""
 
-    series = serializers.SlugRelatedField(slug_field="slug", queryset=Series.objects.all())
+    series = VisibleSeriesField(slug_field="slug", queryset=Series.objects.all())
     timestamp = AwareDateTimeField()
     value = FiniteFloatField()
 

@@ -1,0 +1,130 @@
+"""Units of metrics.selectors.series_week: aggregations, empty days, week edges, time zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from metrics.models import Metric, Series
+from metrics.selectors import series_week
+from metrics.weeks import IsoWeek
+
+pytestmark = pytest.mark.django_db
+
+W48 = IsoWeek(2026, 48)
+W48_LABELS = [f"2026-11-{day}" for day in range(23, 30)]
+
+
+def at(day: int, hour: int = 12, minute: int = 0, tz: ZoneInfo | None = None) -> datetime:
+    """Returns an aware datetime in November 2026 (UTC unless `tz` is given)."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=tz or UTC)
+
+
+def make_series(aggregation: str, slug: str = "cpu") -> Series:
+    """Returns a new series with the given aggregation."""
+    return Series.objects.create(slug=slug, name=slug.upper(), unit="%", aggregation=aggregation)
+
+
+def add(series: Series, *points: tuple[datetime, float]) -> list[Metric]:
+    """Creates the (timestamp, value) points of a series; returns them in creation order."""
+    return [Metric.objects.create(series=series, timestamp=t, value=v) for t, v in points]
+
+
+def sample(series: Series) -> None:
+    """Adds three Monday values (out of time order), one Wednesday value, nothing else."""
+    add(series, (at(23, 9), 4.0), (at(23, 18), 1.0), (at(23, 7), 7.0), (at(25, 12), 2.5))
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "monday"),
+    [("sum", 12.0), ("avg", 4.0), ("min", 1.0), ("max", 7.0), ("last", 1.0)],
+)
+def test_each_aggregation_computes_the_days_value(aggregation, monday):
+    """Tests that sum, avg, min, max and last each reduce a day's metrics to its value."""
+    series = make_series(aggregation)
+    sample(series)
+    week = series_week(series=series, week=W48)
+    assert week["values"] == [monday, None, 2.5, None, None, None, None]
+
+
+def test_payload_has_the_contract_shape():
+    """Tests that the payload holds exactly series, week, labels, values, unit, aggregation."""
+    series = make_series("avg")
+    add(series, (at(29, 8), 3.0))
+    assert series_week(series=series, week=W48) == {
+        "series": "cpu",
+        "week": "2026-W48",
+        "labels": W48_LABELS,
+        "values": [None, None, None, None, None, None, 3.0],
+        "unit": "%",
+        "aggregation": "avg",
+    }
+
+
+def test_empty_week_is_seven_nulls():
+    """Tests that a week without metrics has seven labels and seven null values."""
+    series = make_series("sum")
+    add(series, (at(30, 12), 1.0))
+    week = series_week(series=series, week=W48)
+    assert week["labels"] == W48_LABELS
+    assert week["values"] == [None] * 7
+
+
+def test_other_series_are_not_counted():
+    """Tests that another series' metrics on the same days do not leak into the week."""
+    series, other = make_series("sum"), make_series("sum", slug="ram")
+    add(series, (at(24), 1.0))
+    add(other, (at(24), 100.0), (at(26), 5.0))
+    assert series_week(series=series, week=W48)["values"] == [None, 1.0, *[None] * 5]
+
+
+def test_last_takes_the_latest_timestamp_not_the_latest_insert():
+    """Tests that `last` is the value with the latest timestamp, whatever the insert order."""
+    series = make_series("last")
+    add(series, (at(24, 20), 9.0), (at(24, 6), 1.0), (at(26, 1), 3.0), (at(26, 23, 59), 4.0))
+    assert series_week(series=series, week=W48)["values"] == [None, 9.0, None, 4.0, *[None] * 3]
+
+
+def test_last_breaks_timestamp_ties_by_primary_key():
+    """Tests that of two metrics at the same instant, `last` is the one created later."""
+    series = make_series("last")
+    add(series, (at(27, 10), 5.0), (at(27, 10), 6.0), (at(27, 9), 8.0))
+    assert series_week(series=series, week=W48)["values"][4] == 6.0
+
+
+def test_sunday_night_belongs_to_the_week_and_monday_midnight_to_the_next():
+    """Tests that Sunday 23:59 local is the week's last day and Monday 00:00 the next week."""
+    series = make_series("sum")
+    add(series, (at(29, 23, 59), 1.0), (at(30, 0, 0), 10.0), (at(23, 0, 0), 100.0))
+    assert series_week(series=series, week=W48)["values"] == [100.0, *[None] * 5, 1.0]
+    assert series_week(series=series, week=IsoWeek(2026, 49))["values"][0] == 10.0
+
+
+def test_days_follow_the_settings_time_zone(settings):
+    """Tests that with TIME_ZONE Europe/Berlin, 23:30 UTC Tuesday counts for Wednesday."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    series = make_series("sum")
+    add(series, (at(24, 23, 30), 2.0), (at(24, 22, 30), 1.0))
+    assert series_week(series=series, week=W48)["values"] == [None, 1.0, 2.0, *[None] * 4]
+
+
+def test_week_bounds_follow_the_settings_time_zone(settings):
+    """Tests that the week starts and ends at local midnight, not at UTC midnight."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    berlin = ZoneInfo("Europe/Berlin")
+    series = make_series("sum")
+    # 23:30 UTC on Sunday 22nd is already Monday in Berlin; 23:30 UTC on the 29th is not W48.
+    add(series, (at(22, 23, 30), 1.0), (at(29, 23, 30), 50.0), (at(29, 23, 59, tz=berlin), 2.0))
+    assert series_week(series=series, week=W48)["values"] == [1.0, *[None] * 5, 2.0]
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "avg", "min", "max", "last"])
+def test_the_week_is_one_aggregate_query(aggregation, django_assert_num_queries):
+    """Tests that the week costs one SQL query, whatever the aggregation and the data."""
+    series = make_series(aggregation)
+    sample(series)
+    with django_assert_num_queries(1):
+        week = series_week(series=series, week=W48)
+    assert week["values"][0] is not None
