@@ -130,6 +130,13 @@ class Hub:
             return
         version = message["version"]
         out = {"type": "websocket.send", "text": message["text"]}
+        logger.debug(
+            "streaming: fanout stream=%s key=%s version=%d sockets=%d",
+            message["stream"],
+            message["key"],
+            version,
+            len(members),
+        )
         for member in list(members.values()):
             if version <= member.version:
                 continue
@@ -141,6 +148,7 @@ class Hub:
             try:
                 await member.send(out)
             except Exception:
+                stats.add("dropped", message["stream"])
                 logger.debug("streaming: send to a closing socket failed", exc_info=True)
         if message["gone"]:
             # Nothing more will come for this key: forget it here too.

@@ -136,6 +136,7 @@ class Publisher:
             by_stream[stream_name].append(key)
         failed = {}
         for stream_name, keys in by_stream.items():
+            started = time.monotonic()
             try:
                 outgoing = self._build(loop, stream_name, keys, batch)
                 loop.run_until_complete(_group_send_all(outgoing))
@@ -152,8 +153,11 @@ class Publisher:
                 failed.update({(stream_name, k): batch[(stream_name, k)] for k in keys})
                 continue
             now = time.monotonic()
+            latency = now - min(batch[(stream_name, k)][1] for k in keys)
             stats.add("broadcasts", stream_name, len(outgoing))
-            stats.latency(stream_name, now - min(batch[(stream_name, k)][1] for k in keys))
+            stats.latency(stream_name, latency)
+            if logger.isEnabledFor(logging.INFO):
+                _log_sent(stream_name, outgoing, now - started, latency)
         return failed
 
     def _build(
@@ -172,12 +176,39 @@ class Publisher:
             payload = stream.payload(key, batch[(stream_name, key)][0])
             message = messages.update_message(stream_name, key, version, payload)
             outgoing.append((messages.group_name(stream_name, key), message))
-            logger.debug("streaming: %s %s v%d", stream_name, key, version)
+            logger.debug("streaming: built stream=%s key=%s version=%d", stream_name, key, version)
         for key in keys:
             if isinstance(key, AllKeys):
                 message = messages.refresh_message(stream_name, key.prefix)
                 outgoing.append((messages.control_group(stream_name), message))
         return outgoing
+
+
+def _log_sent(
+    stream: str, outgoing: list[tuple[str, dict[str, Any]]], duration: float, latency: float
+) -> None:
+    """Logs one INFO line per stream per batch, as key=value text and as `extra` fields."""
+    updates = [m for _, m in outgoing if m["type"] == "stream.update"]
+    fields = {
+        "stream": stream,
+        "keys": [m["key"] for m in updates],
+        "versions": [m["version"] for m in updates],
+        "refreshes": len(outgoing) - len(updates),
+        "duration_ms": round(duration * 1000, 2),
+        "latency_ms": round(latency * 1000, 2),
+    }
+    shown = ",".join(f"{m['key']}@{m['version']}" for m in updates[:5])
+    if len(updates) > 5:
+        shown += f",+{len(updates) - 5}"
+    logger.info(
+        "streaming: sent stream=%s updates=%s refreshes=%d duration_ms=%.2f latency_ms=%.2f",
+        stream,
+        shown or "-",
+        fields["refreshes"],
+        fields["duration_ms"],
+        fields["latency_ms"],
+        extra=fields,
+    )
 
 
 async def _group_send_all(outgoing: list[tuple[str, dict[str, Any]]]) -> None:

@@ -28,5 +28,17 @@ class Stats:
         with self._lock:
             self.last_latency_seconds[stream] = seconds
 
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Returns a consistent copy of every counter, by counter name then stream."""
+        with self._lock:
+            return {
+                "broadcasts": dict(self.broadcasts),
+                "conflated": dict(self.conflated),
+                "dropped": dict(self.dropped),
+                "send_failures": dict(self.send_failures),
+                "subscribers": dict(self.subscribers),
+                "last_latency_seconds": dict(self.last_latency_seconds),
+            }
+
 
 stats = Stats()
