@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
-_PATTERN = re.compile(r"^(\d{4})-W(\d{2})$")
+_PATTERN = re.compile(r"([0-9]{4})-W([0-9]{2})")
 
 
 @dataclass(frozen=True, order=True)
@@ -22,11 +22,14 @@ class IsoWeek:
     @classmethod
     def parse(cls, text: str) -> IsoWeek:
         """Returns the week written as YYYY-Www; raises ValueError otherwise."""
-        match = _PATTERN.match(text) if isinstance(text, str) else None
+        match = _PATTERN.fullmatch(text) if isinstance(text, str) else None
         if not match:
             raise ValueError("Expected an ISO week such as 2026-W48.")
         year, week = int(match[1]), int(match[2])
-        if year < 1 or not 1 <= week <= weeks_in_year(year):
+        # Years 1 and 9999 are out: their first or last week's bounds overflow datetime.
+        if not 1 < year < 9999:
+            raise ValueError("Expected a year from 0002 to 9998.")
+        if not 1 <= week <= weeks_in_year(year):
             raise ValueError(f"{year} has no week {week}.")
         return cls(year, week)
 
