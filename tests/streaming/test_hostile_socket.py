@@ -103,6 +103,10 @@ async def test_bad_params_get_400_with_a_field_message(series):
         {"series": "cpu", "week": "2026-W99"},
         {"series": "cpu", "week": "2026-W00"},
         {"series": "cpu", "week": "0000-W01"},
+        {"series": "cpu", "week": "0001-W01"},
+        {"series": "cpu", "week": "9999-W52"},
+        {"series": "cpu", "week": "2026-W48\n"},
+        {"series": "cpu", "week": "2026-W\uff14\uff18"},
         {"series": huge},
         {"series": "cpu", "week": huge},
     ]

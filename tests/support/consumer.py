@@ -27,8 +27,9 @@ class ConsumerSocket:
         return self
 
     async def send(self, text: str | None = None, data: bytes | None = None) -> None:
-        """Sends one text or binary frame."""
-        await self.communicator.send_to(text_data=text, bytes_data=data)
+        """Sends one text or binary frame (empty ones too)."""
+        frame = {"text": text} if data is None else {"bytes": data}
+        await self.communicator.send_input({"type": "websocket.receive", **frame})
 
     async def output(self, timeout: float = 10) -> dict[str, Any]:
         """Returns the next ASGI message the consumer sent (a frame or a close)."""
