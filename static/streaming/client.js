@@ -10,6 +10,7 @@
     /**
      * url: the WebSocket URL (default: /ws/stream/ on this host).
      * options.onStatus(status): "connecting", "connected" or "reconnecting".
+     * options.minDelay, options.maxDelay: the reconnect backoff's bounds in ms.
      */
     constructor(url, options) {
       options = options || {};
@@ -25,26 +26,34 @@
       this.socket = null;
       this.status = null;
       this.closed = false;
+      this._retryTimer = null;
+      this._healthyTimer = null;
       this._connect();
     }
 
     /**
      * Subscribes to a stream; handlers.onUpdate(payload, version, key) runs with the
-     * snapshot and every newer update, handlers.onGone(key) once the key is deleted,
+     * snapshot and every newer update, handlers.onGone(key) once the key no longer exists,
      * handlers.onError(status, errors) when the server refuses. Returns the subscription.
      */
     subscribe(stream, params, handlers) {
       const sub = { stream: stream, params: params, handlers: handlers || {}, key: null, version: -1, gone: false };
       sub.unsubscribe = () => this._unsubscribe(sub);
       this.subscriptions.add(sub);
-      if (this.socket && this.socket.readyState === WebSocket.OPEN) this._sendSubscribe(sub);
+      if (this._isOpen()) this._sendSubscribe(sub);
       return sub;
     }
 
     /** Closes the connection for good. */
     close() {
       this.closed = true;
+      clearTimeout(this._retryTimer);
+      clearTimeout(this._healthyTimer);
       if (this.socket) this.socket.close();
+    }
+
+    _isOpen() {
+      return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
     }
 
     _setStatus(status) {
@@ -54,24 +63,42 @@
     }
 
     _connect() {
-      this._setStatus(this.attempt === 0 && this.status === null ? "connecting" : "reconnecting");
-      const socket = new WebSocket(this.url);
+      this._retryTimer = null;
+      this._setStatus(this.status === null ? "connecting" : "reconnecting");
+      let socket;
+      try {
+        socket = new WebSocket(this.url);
+      } catch (e) {
+        this._scheduleReconnect();
+        return;
+      }
       this.socket = socket;
       socket.onopen = () => {
-        this.attempt = 0;
+        if (this.socket !== socket) return;
+        // The backoff restarts only once a connection has held for a while: a server that
+        // accepts and drops at once must not be hammered at the shortest delay.
+        this._healthyTimer = setTimeout(() => { this.attempt = 0; }, 4 * this.minDelay);
         this._setStatus("connected");
         this.pending.clear();
         this.subscriptions.forEach((sub) => { if (!sub.gone) this._sendSubscribe(sub); });
       };
-      socket.onmessage = (event) => this._receive(event.data);
+      socket.onmessage = (event) => { if (this.socket === socket) this._receive(event.data); };
       socket.onclose = () => {
         if (this.socket !== socket || this.closed) return;
+        clearTimeout(this._healthyTimer);
+        this.pending.clear();
         this._setStatus("reconnecting");
-        // Exponential backoff with full jitter, so a restarted server is not stampeded.
-        const ceiling = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this.attempt));
-        this.attempt += 1;
-        setTimeout(() => this._connect(), ceiling / 2 + Math.random() * ceiling / 2);
+        this._scheduleReconnect();
       };
+    }
+
+    _scheduleReconnect() {
+      if (this.closed || this._retryTimer !== null) return;
+      // Exponential backoff, each delay drawn from the upper half of its ceiling (equal
+      // jitter): clients dropped together by a restart do not come back together.
+      const ceiling = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this.attempt));
+      this.attempt += 1;
+      this._retryTimer = setTimeout(() => this._connect(), ceiling / 2 + Math.random() * ceiling / 2);
     }
 
     _send(message) {
@@ -82,14 +109,13 @@
     }
 
     _sendSubscribe(sub) {
-      // A fresh snapshot follows: it replaces whatever the subscription held.
-      sub.version = -1;
       this.pending.set(this._send({ action: "subscribe", stream: sub.stream, params: sub.params }), sub);
     }
 
     _unsubscribe(sub) {
       this.subscriptions.delete(sub);
-      if (this.socket && this.socket.readyState === WebSocket.OPEN && sub.key !== null) {
+      this.pending.forEach((pendingSub, id) => { if (pendingSub === sub) this.pending.delete(id); });
+      if (this._isOpen() && sub.key !== null && !sub.gone) {
         this._send({ action: "unsubscribe", stream: sub.stream, params: sub.params });
       }
     }
@@ -97,6 +123,7 @@
     _receive(text) {
       let message;
       try { message = JSON.parse(text); } catch (e) { return; }
+      if (message === null || typeof message !== "object") return;
       if (message.action === "update" || message.action === "gone") {
         this.subscriptions.forEach((sub) => {
           if (sub.stream === message.stream && sub.key === message.key) this._apply(sub, message);
@@ -106,17 +133,23 @@
       const sub = this.pending.get(message.request_id);
       if (!sub) return;
       this.pending.delete(message.request_id);
-      if (message.action !== "subscribe") return;
+      if (message.action !== "subscribe" || !this.subscriptions.has(sub)) return;
       if (message.response_status === 200) {
+        // A subscribe reply replaces the state unconditionally (docs/protocol.md): after a
+        // Redis restart its version may be below the one held, and it is still the newest.
         sub.key = message.data.key;
-        this._apply(sub, { action: "update", version: message.data.version, payload: message.data.payload, key: sub.key }, true);
+        sub.version = -1;
+        this._apply(sub, { action: "update", version: message.data.version, payload: message.data.payload, key: sub.key });
+      } else if (message.response_status === 404 && sub.key !== null) {
+        // The key existed when subscribed: it was deleted while the connection was down.
+        this._apply(sub, { action: "gone", version: sub.version + 1, key: sub.key });
       } else if (sub.handlers.onError) {
         sub.handlers.onError(message.response_status, message.errors);
       }
     }
 
-    _apply(sub, message, snapshot) {
-      if (!snapshot && message.version <= sub.version) return;
+    _apply(sub, message) {
+      if (sub.gone || message.version <= sub.version) return;
       sub.version = message.version;
       if (message.action === "gone") {
         sub.gone = true;
