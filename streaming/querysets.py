@@ -1,19 +1,29 @@
 """
 A QuerySet whose bulk writes broadcast too. Django sends no per-object signals for
-update(), bulk_create() and bulk_update(); these overrides schedule every affected key,
-old and new, with a constant number of extra queries (zero or one) per call.
+update(), bulk_create() and bulk_update(), and one per row for delete(); these overrides
+schedule every affected key, old and new, once, with a constant number of extra queries.
+
+On databases with row locks the rows are locked while their keys are read, and the write
+is limited to the rows read: a row another transaction moves or adds meanwhile cannot
+change keys nobody broadcasts. SQLite runs one writer at a time, which does the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from functools import partial, reduce
+from operator import or_
 from types import SimpleNamespace
 from typing import Any
 
-from django.db import models, transaction
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connections, models, transaction
+from django.db.models.deletion import Collector
 
 from streaming.registry import key_fields
-from streaming.signals import schedule_objects
+from streaming.signals import lock_arguments, others_listen_to_deletes, schedule_objects
+
+Row = dict[str, Any]
 
 
 class StreamingQuerySet(models.QuerySet):
@@ -22,60 +32,189 @@ class StreamingQuerySet(models.QuerySet):
     def update(self, **kwargs: Any) -> int:
         """Updates rows and broadcasts the keys they had before and have after."""
         fields = key_fields(self.model)
-        if not fields:
+        if not fields or self.query.is_sliced:
             return super().update(**kwargs)
-        pk = self.model._meta.pk.attname
+        self._for_write = True
+        meta = self.model._meta
+        moves = _attnames(meta, kwargs) & set(fields)
         with transaction.atomic(using=self.db, savepoint=False):
-            before = list(self.values(pk, *fields))
-            count = super().update(**kwargs)
-            after = self._rows_after(before, kwargs, fields, pk)
+            before = self._locked_rows(fields)
+            count = models.QuerySet.update(self._limited_to(before), **kwargs)
+            # Read back rather than guess: values may be expressions, strings, naive times.
+            after = self._rows_by_pk(_pks(before, meta), fields) if moves else []
             schedule_objects(self.model, _rows(before + after, fields), self.db)
         return count
 
-    def _rows_after(
-        self, before: list[dict[str, Any]], changes: dict[str, Any], fields: Sequence[str], pk: str
-    ) -> list[dict[str, Any]]:
-        """Returns the key fields of the updated rows as they are now."""
-        meta = self.model._meta
-        assigned = {meta.get_field(name).attname: value for name, value in changes.items()}
-        if not assigned.keys() & set(fields):
-            return []
-        if any(hasattr(v, "resolve_expression") for v in assigned.values()):
-            # Computed in the database (F(), Case, ...): read the results back.
-            manager = self.model._base_manager.using(self.db)
-            return list(manager.filter(pk__in=[row[pk] for row in before]).values(pk, *fields))
-        plain = {k: v.pk if isinstance(v, models.Model) else v for k, v in assigned.items()}
-        return [{**row, **{k: v for k, v in plain.items() if k in fields}} for row in before]
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Deletes rows and broadcasts their keys; rows are not loaded one by one."""
+        fields = key_fields(self.model)
+        query = self.query
+        refused = query.is_sliced or query.distinct_fields or query.combinator
+        if not fields or refused or getattr(self, "_fields", None) is not None:
+            # Nothing to read, or a delete Django refuses with its own error.
+            return super().delete()
+        # As QuerySet.delete() does: find and delete on the database written to.
+        chained = self._chain()  # type: ignore[attr-defined]
+        chained._for_write = True
+        chained.query.select_for_update = False
+        chained.query.select_related = False
+        chained.query.clear_ordering(force=True)
+        using = chained.db
+        with transaction.atomic(using=using, savepoint=False):
+            before = chained._locked_rows(fields)
+            collector = _KeysReadCollector(using=using, origin=self, keys_read=self.model)
+            collector.collect(chained._limited_to(before))
+            deleted = collector.delete()
+            schedule_objects(self.model, _rows(before, fields), using)
+        self._result_cache = None
+        return deleted
 
     def bulk_create(
-        self, objs: Iterable[models.Model], *args: Any, **kwargs: Any
-    ) -> list[models.Model]:
-        """Creates objects in bulk and broadcasts their keys."""
+        self,
+        objs: Iterable[Any],
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Collection[str] | None = None,
+        unique_fields: Collection[str] | None = None,
+    ) -> list[Any]:
+        """Creates objects in bulk and broadcasts their keys (and upserted rows' old keys)."""
+        objs = list(objs)
+        fields = key_fields(self.model)
+        create = partial(
+            super().bulk_create,
+            batch_size=batch_size,
+            ignore_conflicts=ignore_conflicts,
+            update_conflicts=update_conflicts,
+            update_fields=update_fields,
+            unique_fields=unique_fields,
+        )
+        if not fields or not objs:
+            return create(objs)
+        self._for_write = True
+        match = self._match_fields(unique_fields) if update_conflicts else []
         with transaction.atomic(using=self.db, savepoint=False):
-            created = super().bulk_create(objs, *args, **kwargs)
-            schedule_objects(self.model, created, self.db)
+            before = self._rows_matching(objs, match, fields, lock=True) if match else []
+            created = create(objs)
+            after = self._rows_matching(objs, match, fields) if match else []
+            schedule_objects(self.model, [*created, *_rows(before + after, fields)], self.db)
         return created
 
     def bulk_update(
-        self, objs: Iterable[models.Model], fields: Sequence[str], *args: Any, **kwargs: Any
+        self, objs: Iterable[Any], fields: Iterable[str], batch_size: int | None = None
     ) -> int:
-        """Updates objects in bulk and broadcasts their old and new keys."""
-        objs = list(objs)
+        """Updates objects in bulk and broadcasts their rows' old and new keys."""
+        objs, fields = list(objs), list(fields)
         watched = key_fields(self.model)
-        meta = self.model._meta
+        if not watched or not objs:
+            return super().bulk_update(objs, fields, batch_size)
+        self._for_write = True
+        pks = [obj.pk for obj in objs]
         with transaction.atomic(using=self.db, savepoint=False):
-            old: list[Any] = []
-            if watched and {meta.get_field(f).attname for f in fields} & set(watched):
-                pk = meta.pk.attname
-                manager = self.model._base_manager.using(self.db)
-                rows = manager.filter(pk__in=[o.pk for o in objs]).values(pk, *watched)
-                old = list(_rows(list(rows), watched))
-            count = super().bulk_update(objs, fields, *args, **kwargs)
-            schedule_objects(self.model, [*old, *objs], self.db)
+            # The rows' keys, not the objects': an object may hold a stale position.
+            before = self._rows_by_pk(pks, watched, lock=True)
+            # Django's bulk_update() calls update(), which must not read the keys again.
+            count = models.QuerySet.bulk_update(self._plain(), objs, fields, batch_size)
+            moves = _attnames(self.model._meta, fields) & set(watched)
+            after = self._rows_by_pk(pks, watched) if moves else []
+            schedule_objects(self.model, _rows(before + after, watched), self.db)
         return count
 
+    def _plain(self) -> Any:
+        """Returns this QuerySet as a plain one, whose writes streaming does not watch."""
+        state: Any = self
+        plain: Any = models.QuerySet(self.model, self.query.chain(), state._db, state._hints)
+        plain._for_write = self._for_write
+        return plain
 
-def _rows(rows: list[dict[str, Any]], fields: Sequence[str]) -> list[SimpleNamespace]:
+    def _locked_rows(self, fields: Sequence[str]) -> list[Row]:
+        """Returns the pk and key fields of the matching rows, locked where possible."""
+        rows = self.order_by().values(self.model._meta.pk.attname, *fields)
+        lock = lock_arguments(self.db)
+        if lock is not None:
+            rows = rows.select_for_update(**lock)
+        return list(rows)
+
+    def _limited_to(self, rows: list[Row]) -> models.QuerySet:
+        """Returns this QuerySet limited to `rows` where others could add rows meanwhile."""
+        if lock_arguments(self.db) is None:
+            return self
+        return self.filter(pk__in=_pks(rows, self.model._meta))
+
+    def _rows_by_pk(
+        self, pks: Sequence[Any], fields: Sequence[str], lock: bool = False
+    ) -> list[Row]:
+        """Returns the rows with these pks (a query per max_query_params of them)."""
+        return self._read([models.Q(pk__in=chunk) for chunk in self._chunks(pks, 1)], fields, lock)
+
+    def _rows_matching(
+        self, objs: list[Any], match: list[str], fields: Sequence[str], lock: bool = False
+    ) -> list[Row]:
+        """Returns the rows whose `match` fields equal an object's (its upsert target)."""
+        conditions = [
+            reduce(or_, (models.Q(**{f: getattr(obj, f) for f in match}) for obj in chunk))
+            for chunk in self._chunks(objs, len(match))
+        ]
+        return self._read(conditions, fields, lock)
+
+    def _read(self, conditions: list[models.Q], fields: Sequence[str], lock: bool) -> list[Row]:
+        manager = self.model._base_manager.db_manager(self.db)
+        arguments = lock_arguments(self.db) if lock else None
+        rows: list[Row] = []
+        for condition in conditions:
+            query = manager.filter(condition).order_by()
+            if arguments is not None:
+                query = query.select_for_update(**arguments)
+            rows += query.values(self.model._meta.pk.attname, *fields)
+        return rows
+
+    def _chunks(self, items: Sequence[Any], params_each: int) -> list[Sequence[Any]]:
+        """Splits `items` so a query holds at most max_query_params parameters (SQLite)."""
+        limit = connections[self.db].features.max_query_params
+        size = max(limit // params_each, 1) if limit else max(len(items), 1)
+        return [items[i : i + size] for i in range(0, len(items), size)]
+
+    def _match_fields(self, unique_fields: Collection[str] | None) -> list[str]:
+        """Returns the attnames an upsert matches existing rows on."""
+        if not unique_fields:
+            return []
+        meta = self.model._meta
+        return [meta.pk.attname if f == "pk" else _attname(meta, f) for f in unique_fields]
+
+
+class _KeysReadCollector(Collector):
+    """A Collector that may fast-delete `keys_read` rows: streaming already read their keys."""
+
+    def __init__(self, *args: Any, keys_read: type[models.Model], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keys_read = keys_read
+
+    def _has_signal_listeners(self, model: type[models.Model]) -> bool:
+        if model is self.keys_read:
+            return others_listen_to_deletes(model)
+        return bool(super()._has_signal_listeners(model))  # type: ignore[misc]
+
+
+def _attname(meta: Any, name: str) -> str:
+    return str(meta.get_field(name).attname)
+
+
+def _attnames(meta: Any, names: Iterable[str]) -> set[str]:
+    """Returns the attnames of the named fields; Django itself reports unknown names."""
+    out = set()
+    for name in names:
+        try:
+            out.add(_attname(meta, name))
+        except FieldDoesNotExist:
+            continue
+    return out
+
+
+def _pks(rows: list[Row], meta: Any) -> list[Any]:
+    return [row[meta.pk.attname] for row in rows]
+
+
+def _rows(rows: list[Row], fields: Sequence[str]) -> list[SimpleNamespace]:
     """Returns rows as objects with the key fields as attributes, for Source.keys."""
     return [SimpleNamespace(**{f: row[f] for f in fields}) for row in rows]
 

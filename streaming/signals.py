@@ -7,33 +7,42 @@ signals; bulk QuerySet calls reach here through streaming.querysets.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
-from django.db import models
-from django.db.models.signals import post_delete, post_init, post_save
+from django.db import connections, models
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
 from streaming import registry
 from streaming.transactions import schedule
 
-# Instance attribute holding the key fields' values as loaded or last saved.
-_LOADED = "_streaming_loaded"
-_MISSING = object()
+logger = logging.getLogger("streaming.signals")
+
+# Instance attribute holding the key fields as the database had them right before a write.
+_STORED = "_streaming_stored"
 
 
 def observe(model: type[models.Model]) -> None:
     """Connects the receivers for `model` (idempotent)."""
     uid = f"streaming:{model._meta.label}"
-    post_init.connect(_remember, sender=model, dispatch_uid=uid, weak=False)
+    pre_save.connect(_before_save, sender=model, dispatch_uid=uid, weak=False)
     post_save.connect(_saved, sender=model, dispatch_uid=uid, weak=False)
+    pre_delete.connect(_before_delete, sender=model, dispatch_uid=uid, weak=False)
     post_delete.connect(_deleted, sender=model, dispatch_uid=uid, weak=False)
 
 
-def _remember(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
-    # Only what is already loaded: reading a deferred field here would cost a query per row.
-    values = instance.__dict__
-    setattr(instance, _LOADED, {f: values.get(f, _MISSING) for f in registry.key_fields(sender)})
+def _before_save(
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool = False,
+    using: str = "default",
+    **kwargs: Any,
+) -> None:
+    if raw and not any(stream.include_raw for stream, _ in registry.sources_for(sender)):
+        return
+    setattr(instance, _STORED, stored_keys_row(sender, instance, using))
 
 
 def _saved(
@@ -44,32 +53,86 @@ def _saved(
     using: str = "default",
     **kwargs: Any,
 ) -> None:
-    old = None if created else _old_values(sender, instance)
+    stored = instance.__dict__.pop(_STORED, None)
     for stream, source in registry.sources_for(sender):
         if raw and not stream.include_raw:
             continue
-        keys = set(source.keys(instance))
-        if old is not None:
-            keys.update(source.keys(SimpleNamespace(**{f: old[f] for f in source.fields})))
+        keys = keys_of(source, instance, using)
+        if stored is not None:
+            keys.update(keys_of(source, stored, using))
         schedule(stream.name, keys, using)
-    _remember(sender, instance)
+
+
+def _before_delete(
+    sender: type[models.Model],
+    instance: models.Model,
+    using: str = "default",
+    origin: Any = None,
+    **kwargs: Any,
+) -> None:
+    # A cascade or QuerySet.delete() loaded its rows just now; an instance deleted by
+    # itself may have been loaded long ago, and moved since by another process.
+    if origin is instance:
+        setattr(instance, _STORED, stored_keys_row(sender, instance, using))
 
 
 def _deleted(
     sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
 ) -> None:
+    stored = instance.__dict__.pop(_STORED, None)
     for stream, source in registry.sources_for(sender):
-        schedule(stream.name, source.keys(instance), using)
+        schedule(stream.name, keys_of(source, stored or instance, using), using)
 
 
-def _old_values(sender: type[models.Model], instance: models.Model) -> dict[str, Any] | None:
-    """Returns the key fields as they were before this save, or None if unknown."""
-    loaded = getattr(instance, _LOADED, None)
-    if loaded is not None and _MISSING not in loaded.values():
-        return loaded
-    # Built by hand with a pk, or loaded with those fields deferred: nothing to compare
-    # against, and the new keys are broadcast anyway.
-    return None
+def stored_keys_row(
+    model: type[models.Model], instance: models.Model, using: str
+) -> SimpleNamespace | None:
+    """
+    Returns the instance's key fields as its row holds them now (None for a new row).
+
+    The instance's own values may be stale (another process moved the row since it was
+    loaded); the row's are what subscribers were last sent. Inside a transaction the row
+    is locked on databases that can, so it cannot move again before this write commits.
+    """
+    fields = registry.key_fields(model)
+    meta = model._meta
+    if not fields or instance.pk is None:
+        return None
+    if set(fields) <= {meta.pk.attname}:
+        # Keys made of the primary key only cannot move.
+        return None
+    if instance._state.adding and all(f.has_default() for f in meta.pk_fields):
+        # Django inserts such an instance without trying an UPDATE first.
+        return None
+    rows = model._base_manager.db_manager(using).filter(pk=instance.pk).values(*fields)
+    connection = connections[using]
+    if connection.in_atomic_block and connection.features.has_select_for_update:
+        rows = rows.select_for_update(**_lock_self_only(connection))
+    row = next(iter(rows), None)
+    return SimpleNamespace(**row) if row is not None else None
+
+
+def _lock_self_only(connection: Any) -> dict[str, Any]:
+    """Returns select_for_update() arguments that lock the model's own rows only."""
+    return {"of": ("self",)} if connection.features.has_select_for_update_of else {}
+
+
+def others_listen_to_deletes(model: type[models.Model]) -> bool:
+    """Returns whether anything but streaming receives `model`'s delete signals."""
+    for signal, ours in ((pre_delete, _before_delete), (post_delete, _deleted)):
+        # Django's Collector only asks has_listeners(); streaming must tell its own apart.
+        sync, asynchronous = signal._live_receivers(model)
+        if any(receiver is not ours for receiver in [*sync, *asynchronous]):
+            return True
+    return False
+
+
+def lock_arguments(using: str) -> dict[str, Any] | None:
+    """Returns select_for_update() arguments for `using`, or None if it cannot lock rows."""
+    connection = connections[using]
+    if not connection.features.has_select_for_update:
+        return None
+    return _lock_self_only(connection)
 
 
 def schedule_objects(model: type[models.Model], objs: Iterable[Any], using: str) -> None:
@@ -77,5 +140,26 @@ def schedule_objects(model: type[models.Model], objs: Iterable[Any], using: str)
     for stream, source in registry.sources_for(model):
         keys: set[Any] = set()
         for obj in objs:
-            keys.update(source.keys(obj))
+            keys.update(keys_of(source, obj, using))
         schedule(stream.name, keys, using)
+
+
+def keys_of(source: registry.Source, obj: Any, using: str) -> set[Any]:
+    """
+    Returns the keys `obj` affects. An object whose attributes keys() cannot read (say a
+    timestamp assigned as a string, which the database accepted) is read back by pk.
+    """
+    try:
+        return set(source.keys(obj))
+    except Exception:
+        pk = getattr(obj, "pk", None)
+    manager = source.model._base_manager.db_manager(using)
+    row = manager.filter(pk=pk).values(*source.fields).first() if pk is not None else None
+    try:
+        if row is not None:
+            return set(source.keys(SimpleNamespace(**row)))
+    except Exception:
+        pass
+    # The write itself succeeded: say what is not broadcast instead of failing it.
+    logger.exception("streaming: cannot tell the keys of %s pk=%r", source.model._meta.label, pk)
+    return set()

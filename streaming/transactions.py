@@ -31,7 +31,7 @@ def schedule(stream: str, keys: Iterable[str | AllKeys], using: str) -> None:
     pending = connection.run_on_commit
     state = getattr(connection, _REGISTERED, None)
     if state is None or state[0] is not pending:
-        state = (pending, set())
+        state = (pending, set[tuple[str, "str | AllKeys", tuple[str, ...]]]())
         setattr(connection, _REGISTERED, state)
     context = tuple(connection.savepoint_ids)
     for key in keys:
@@ -50,7 +50,7 @@ def _committed(stream: str, key: str | AllKeys, using: str) -> None:
     run = connection.run_on_commit
     state = getattr(connection, _RUN, None)
     if state is None or state[0] is not run:
-        state = (run, set())
+        state = (run, set[tuple[str, "str | AllKeys"]]())
         setattr(connection, _RUN, state)
     if (stream, key) in state[1]:
         return
