@@ -6,6 +6,7 @@ Keys name the series by primary key ("12:2026-W48"), so a slug change keeps them
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from metrics.selectors import can_view_series, series_week
 from metrics.weeks import IsoWeek
 
 WEEK_STREAM = "metrics.week"
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
 
 def week_key(series_id: int, week: IsoWeek) -> str:
@@ -43,7 +45,8 @@ def params_key(params: Mapping[str, Any]) -> str:
     if unknown:
         raise streaming.InvalidParams(f"Unexpected params: {', '.join(unknown)}.")
     slug, week = params.get("series"), params.get("week")
-    if not isinstance(slug, str) or not slug or len(slug) > 50:
+    # Only what Series.slug allows reaches the database (PostgreSQL refuses NUL bytes).
+    if not isinstance(slug, str) or len(slug) > 50 or not _SLUG.fullmatch(slug):
         raise streaming.InvalidParams("series must be a series slug.")
     if week is None:
         parsed = IsoWeek.current()
