@@ -108,6 +108,8 @@ async def test_bad_params_get_400_with_a_field_message(series):
         {"series": "cpu", "week": "2026-W48\n"},
         {"series": "cpu", "week": "2026-W\uff14\uff18"},
         {"series": huge},
+        {"series": "cpu\x00"},
+        {"series": "cpu", "week": "2026-W48\x00"},
         {"series": "cpu", "week": huge},
     ]
     for value in params:

@@ -28,7 +28,7 @@ json_values = st.recursive(
 )
 weeks = st.sampled_from(["2026-W48", "2026-W53", "2026-W99", "1-W01", "9999-W52"]) | json_values
 params = st.fixed_dictionaries(
-    {}, optional={"series": st.sampled_from(["cpu", "secret", "Cpu", ""]) | json_values}
+    {}, optional={"series": st.sampled_from(["cpu", "secret", "Cpu", "", "cpu\x00"]) | json_values}
 ) | st.fixed_dictionaries({}, optional={"week": weeks})
 protocol_messages = st.fixed_dictionaries(
     {},
