@@ -22,6 +22,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db{_SUFFIX}.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{_SUFFIX}"}
+# A second database, "other", for tests of writes made with using="other": streaming must
+# read the payload back from the database written. Only tests that ask for it create it.
+_OTHER = str(BASE_DIR / f".test-db-other{_SUFFIX}.sqlite3")
+DATABASES["other"] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": _OTHER,
+    "TEST": {"NAME": _OTHER},
+    "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+}
 
 # PASSWORDS
 # ------------------------------------------------------------------------------
