@@ -31,7 +31,8 @@ class AwareDateTimeField(serializers.DateTimeField):
     """An ISO 8601 timestamp that must carry its UTC offset: a naive one is ambiguous."""
 
     default_error_messages = {
-        "naive": "Timestamp must include a time zone offset, e.g. +00:00 or Z."
+        "naive": "Timestamp must include a time zone offset, e.g. +00:00 or Z.",
+        "range": "Timestamp must fall in the years 0002 to 9998.",
     }
 
     def to_internal_value(self, value: Any) -> Any:
@@ -43,7 +44,11 @@ class AwareDateTimeField(serializers.DateTimeField):
                 parsed = None
             if parsed is not None and parsed.tzinfo is None:
                 self.fail("naive")
-        return super().to_internal_value(value)
+        moment = super().to_internal_value(value)
+        # The weeks of years 1 and 9999 overflow datetime (metrics.weeks.IsoWeek.parse).
+        if not 1 < moment.year < 9999:
+            self.fail("range")
+        return moment
 
 
 class VisibleSeriesField(serializers.SlugRelatedField):

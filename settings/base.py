@@ -157,6 +157,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.DjangoModelPermissionsOrAnonReadOnly",
     ],
+    # Bodies are capped in size and nesting before parsing (metrics/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "metrics.parsers.GuardedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "metrics.parsers.GuardedMultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "metrics.parsers.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
