@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from asgiref.sync import sync_to_async
+from django.db import connections
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.support.processes import ROOT, DaphneServer
@@ -65,3 +67,10 @@ async def page(browser: Browser, daphne: DaphneServer, request) -> AsyncIterator
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await opened.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
     await context.close()
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def _close_orm_thread_connections() -> AsyncIterator[None]:
+    """Closes the connections sync_to_async opened, so PostgreSQL can drop the test DB."""
+    yield
+    await sync_to_async(connections.close_all)()
