@@ -17,7 +17,10 @@ from metrics.serializers import MetricSerializer, SeriesSerializer, WeekSerializ
 from metrics.weeks import IsoWeek
 
 WEEK_PARAM = OpenApiParameter(
-    "week", OpenApiTypes.STR, description="ISO week such as 2026-W48; default: this week."
+    "week",
+    OpenApiTypes.STR,
+    description="ISO week such as 2026-W48; default: this week.",
+    pattern=r"^([1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-W(0[1-9]|[1-4]\d|5[0-3])$",
 )
 
 

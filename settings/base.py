@@ -164,9 +164,9 @@ REST_FRAMEWORK = {
         "metrics.parsers.GuardedMultiPartParser",
     ],
     "EXCEPTION_HANDLER": "metrics.parsers.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "metrics.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "metrics.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Live metrics API",
