@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 from django.http import HttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -85,12 +86,13 @@ class IgnoreAccept(BaseContentNegotiation):
     """Picks the first renderer whatever Accept says: scrapers ask for several text formats."""
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
         """Returns the first renderer and its media type."""
-        return renderers[0], renderers[0].media_type or ""
+        first = next(iter(renderers))
+        return first, first.media_type or ""
 
-    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
         """Returns no parser: the endpoint reads no body."""
         return None
 
@@ -105,13 +107,13 @@ class MetricsView(APIView):
     # Not part of the REST API's OpenAPI schema.
     schema = None
 
-    def get_authenticate_header(self, request: Request) -> str | None:
+    def get_authenticate_header(self, request: Request) -> str:
         """Returns the first WWW-Authenticate challenge offered, so anonymous calls get 401."""
         for authenticator in self.get_authenticators():
             header = authenticator.authenticate_header(request)
             if header:
                 return header
-        return None
+        return ""
 
     def get(self, request: Request) -> HttpResponse:
         """Returns the counters as Prometheus text."""
