@@ -13,7 +13,13 @@ from rest_framework.response import Response
 
 from metrics.models import Metric, Series
 from metrics.selectors import metrics_visible_to, series_visible_to, series_week
-from metrics.serializers import MetricSerializer, SeriesSerializer, WeekSerializer
+from metrics.serializers import (
+    SLUG_PATTERN,
+    MetricSerializer,
+    SeriesSerializer,
+    WeekSerializer,
+    is_slug,
+)
 from metrics.weeks import IsoWeek
 
 WEEK_PARAM = OpenApiParameter(
@@ -41,6 +47,7 @@ class SeriesViewSet(viewsets.ModelViewSet):
     queryset = Series.objects.all()
     serializer_class = SeriesSerializer
     lookup_field = "slug"
+    lookup_value_regex = SLUG_PATTERN
 
     def get_queryset(self) -> QuerySet[Series]:
         """Returns the series the requesting user may see."""
@@ -73,7 +80,7 @@ class MetricViewSet(viewsets.ModelViewSet):
         qs = metrics_visible_to(user=self.request.user)
         slug = self.request.query_params.get("series")
         if slug is not None:
-            qs = qs.filter(series__slug=slug)
+            qs = qs.filter(series__slug=slug) if is_slug(slug) else qs.none()
         week = week_param(self.request)
         if week is not None:
             start, end = week.bounds()

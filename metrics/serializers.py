@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -10,6 +11,16 @@ from rest_framework import serializers
 
 from metrics.models import Metric, Series
 from metrics.selectors import series_visible_to
+
+# What a series slug may hold (Series.slug's validator). Anything else is refused before
+# it reaches the database: PostgreSQL raises on a NUL byte in a query parameter.
+SLUG_PATTERN = r"[-a-zA-Z0-9_]+"
+_SLUG = re.compile(rf"{SLUG_PATTERN}\Z")
+
+
+def is_slug(text: Any) -> bool:
+    """Returns whether `text` could be a series slug."""
+    return isinstance(text, str) and len(text) <= 50 and _SLUG.match(text) is not None
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -60,6 +71,12 @@ class VisibleSeriesField(serializers.SlugRelatedField):
         if request is None:
             return Series.objects.all()
         return series_visible_to(user=request.user)
+
+    def to_internal_value(self, data: Any) -> Series:
+        """Returns the series; a value that cannot be a slug does not exist either."""
+        if not is_slug(data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:50])
+        return super().to_internal_value(data)
 
 
 class SeriesSerializer(serializers.ModelSerializer):

@@ -43,7 +43,7 @@ def test_admin_is_staff_only(client, data):
 
 
 def test_series_changelist_displays_filters_and_searches(admin_client, data):
-    """Tests the series list: its columns, the public filter and search by slug or name."""
+    """Tests that the series list shows its columns, filters, and searches slug or name."""
     html = admin_client.get(SERIES).content.decode()
     for column in ("slug", "name", "unit", "aggregation", "is_public"):
         assert f"column-{column}" in html
@@ -62,7 +62,7 @@ def test_metric_changelist_displays_series_and_values(admin_client, data):
 
 
 def test_metric_changelist_filters_by_series(admin_client, data):
-    """Tests the series list filter of metrics."""
+    """Tests that metrics are filtered by series."""
     ram = data["ram"]
     assert [m.value for m in listed(admin_client, METRICS, series__id__exact=str(ram.pk))] == [64.0]
     assert len(listed(admin_client, METRICS, series__id__exact=str(data["cpu"].pk))) == 3

@@ -98,7 +98,7 @@ def test_series_list_and_retrieve_are_open_to_anonymous(anon, cpu):
 
 
 def test_series_create_update_partial_update_delete_by_slug(writer, cpu):
-    """Tests the full write cycle of a series addressed by its slug."""
+    """Tests that a series is created, updated, patched and deleted by its slug."""
     body = {"slug": "ram", "name": "RAM", "unit": "GB", "aggregation": "max", "is_public": True}
     created = writer.post("/api/series/", body, format="json")
     assert created.status_code == 201, created.content
@@ -155,7 +155,7 @@ def test_metrics_list_is_filterable_by_series_and_week(anon, cpu):
 
 
 def test_metric_create_retrieve_update_partial_update_delete(writer, cpu):
-    """Tests the write cycle of a metric, its series written and read as a slug."""
+    """Tests that a metric is created, read, updated, patched and deleted; series as slug."""
     Series.objects.create(slug="ram", name="RAM")
     created = writer.post("/api/metrics/", metric_body(), format="json")
     assert created.status_code == 201, created.content
@@ -187,6 +187,9 @@ def test_metric_create_retrieve_update_partial_update_delete(writer, cpu):
     ("override", "field"),
     [
         ({"series": "nope"}, "series"),
+        ({"series": "c\x00pu"}, "series"),
+        ({"series": ["cpu"]}, "series"),
+        ({"series": None}, "series"),
         ({"value": "NaN"}, "value"),
         ({"value": "Infinity"}, "value"),
         ({"value": "many"}, "value"),
@@ -203,6 +206,16 @@ def test_invalid_metric_input_is_400_with_field_messages(writer, cpu, override, 
     assert errors[field]
     assert all(isinstance(m, str) and m for m in errors[field])
     assert Metric.objects.count() == 3
+
+
+def test_values_that_cannot_be_slugs_find_nothing(anon, cpu):
+    """Tests that a NUL byte or a non-slug in a filter or a URL finds nothing (no 500)."""
+    for slug in ("\x00", "c\x00pu", "cpu%", "x" * 51):
+        response = anon.get("/api/metrics/", {"series": slug})
+        assert response.status_code == 200
+        assert response.json()["count"] == 0
+    assert anon.get("/api/series/%00/").status_code == 404
+    assert anon.get("/api/series/c%00pu/week/").status_code == 404
 
 
 def test_missing_metric_fields_are_400_with_field_messages(writer, cpu):

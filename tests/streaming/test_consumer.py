@@ -18,6 +18,7 @@ from metrics.models import Metric, Series
 from metrics.selectors import series_week
 from metrics.weeks import IsoWeek
 from settings.asgi import application
+from streaming.publish import publisher
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,6 +39,9 @@ def cpu() -> Series:
     """Returns a public series with one metric on Monday of 2026-W48."""
     series = Series.objects.create(slug="cpu", name="CPU", unit="%", aggregation="sum")
     Metric.objects.create(series=series, timestamp=datetime(2026, 11, 23, 9, tzinfo=UTC), value=2.0)
+    # Let these writes' own broadcasts (a refresh of the series' keys) pass before any
+    # subscribe, so a test sees only the updates of its own writes.
+    assert publisher.flush(timeout=10)
     return series
 
 
@@ -82,7 +86,7 @@ def metric_at(series: Series, moment: datetime, value: float) -> Metric:
 
 
 async def test_subscribe_replies_with_the_snapshot(socket, cpu):
-    """Tests the subscribe reply: same action and request_id, 200, and the week's payload."""
+    """Tests that subscribe replies 200 with its action, request_id and the week snapshot."""
     reply = await ask(socket, subscribe(request_id="abc"))
     assert set(reply) == REPLY_KEYS
     assert reply["action"] == "subscribe"

@@ -27,6 +27,7 @@ from rest_framework.authtoken.models import Token
 
 from metrics.models import Metric, Series
 from metrics.weeks import IsoWeek
+from streaming.publish import publisher
 from tests.support.processes import ROOT, process_env, run_script
 from tests.support.wsclient import StreamSubscriber
 
@@ -85,8 +86,12 @@ def api(base_url: str, method: str, path: str, token: str, body: dict | None = N
 
 
 async def make_series(slug: str = "cpu", aggregation: str = "sum") -> Series:
-    """Creates a public series."""
-    return await sync_to_async(Series.objects.create)(slug=slug, name=slug, aggregation=aggregation)
+    """Creates a public series, once its own broadcast is out (so tests count only theirs)."""
+    series = await sync_to_async(Series.objects.create)(
+        slug=slug, name=slug, aggregation=aggregation
+    )
+    assert await asyncio.to_thread(publisher.flush, 10)
+    return series
 
 
 async def subscribed(daphne, *weeks: str | None) -> tuple[StreamSubscriber, list[str]]:
@@ -99,6 +104,18 @@ async def subscribed(daphne, *weeks: str | None) -> tuple[StreamSubscriber, list
         assert reply["response_status"] == 200, reply
         keys.append(reply["data"]["key"])
     return client, keys
+
+
+def w48(*values: float | None) -> dict[str, Any]:
+    """Returns the expected 2026-W48 payload of series cpu (sum, no unit)."""
+    return {
+        "series": "cpu",
+        "week": "2026-W48",
+        "labels": [f"2026-11-{day}" for day in range(23, 30)],
+        "values": list(values),
+        "unit": "",
+        "aggregation": "sum",
+    }
 
 
 def updates(client: StreamSubscriber, key: str) -> list[dict]:
@@ -121,6 +138,7 @@ async def test_admin_add_change_delete_each_broadcast(daphne):
     )
     assert landed == changelist
     await client.wait_for(lambda c: c.payload(key)["values"][1] == 4.5)
+    assert client.payload(key) == w48(None, 4.5, None, None, None, None, None)
     metric = await sync_to_async(Metric.objects.get)()
 
     landed, _ = await asyncio.to_thread(
@@ -152,6 +170,7 @@ async def test_rest_create_update_delete_each_broadcast(daphne):
     body = {"series": "cpu", "timestamp": "2026-11-27T08:00:00+01:00", "value": 12.5}
     created = await asyncio.to_thread(api, url, "POST", "/api/metrics/", token, body)
     await client.wait_for(lambda c: c.payload(key)["values"][4] == 12.5)
+    assert client.payload(key) == w48(None, None, None, None, 12.5, None, None)
 
     path = f"/api/metrics/{created['id']}/"
     await asyncio.to_thread(api, url, "PATCH", path, token, {"value": 20})
