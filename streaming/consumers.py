@@ -15,6 +15,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from djangochannelsrestframework.consumers import AsyncAPIConsumer
 from djangochannelsrestframework.decorators import action
+from redis.exceptions import RedisError
 from rest_framework.exceptions import (
     APIException,
     NotFound,
@@ -27,13 +28,21 @@ from rest_framework.permissions import AllowAny
 from streaming import access, messages
 from streaming.conf import streaming_settings, version_store
 from streaming.hub import Hub, Member, Send, get_hub
-from streaming.limits import CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, FloodGuard, too_large
+from streaming.limits import (
+    CLOSE_RATE_LIMITED,
+    CLOSE_TOO_LARGE,
+    CLOSE_UNAVAILABLE,
+    FloodGuard,
+    too_large,
+)
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 
 logger = logging.getLogger("streaming.consumers")
 
 # Top-level fields a client message may carry; any other is refused before dispatch.
 FIELDS = frozenset({"action", "request_id", "stream", "params"})
+# Failures of the infrastructure (Redis), not of the request: the client should come back.
+UNAVAILABLE = (RedisError, OSError, TimeoutError)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -45,6 +54,10 @@ class StreamConsumer(AsyncAPIConsumer):
     """Subscribes sockets to stream keys; each reply carries a snapshot with its version."""
 
     permission_classes = (AllowAny,)
+    # No channel per socket: the hub holds the process's one channel and its group
+    # memberships. A channel each would cost a Redis subscription per socket, and make
+    # every connect fail while Redis is down.
+    channel_layer_alias = None
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Called when a WebSocket connection is opened."""
@@ -114,9 +127,13 @@ class StreamConsumer(AsyncAPIConsumer):
         await self.close(code=code)
 
     async def handle_exception(self, exc: Exception, action: str | None, request_id: Any) -> None:
-        """Replies to any failure of an action; an unexpected one is a 500, never a close."""
+        """Replies to a failed action: 4xx for the request's fault; Redis down closes 4503."""
         if isinstance(exc, APIException):
             await super().handle_exception(exc, action, request_id)
+            return
+        if isinstance(exc, UNAVAILABLE):
+            logger.warning("streaming: %r failed, Redis unavailable: %r; closing", action, exc)
+            await self._close(CLOSE_UNAVAILABLE)
             return
         logger.exception("streaming: action %r failed", action, exc_info=exc)
         await self.reply(

@@ -1,8 +1,7 @@
 """
-Per-connection limits on what a client may send: frame size and message rate.
-
-Close codes sent by the consumer (docs/security.md); autobahn lets an application close
-only with 1000 or 3000-4999, so they are all 4xxx.
+Per-connection limits on what a client may send (frame size, message rate), and the close
+codes the consumer uses (docs/security.md). Autobahn lets an application close only with
+1000 or 3000-4999, so they are all 4xxx.
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from collections.abc import Callable
 CLOSE_TOO_LARGE = 4009
 # The connection kept sending faster than its rate after RATE_STRIKES refusals.
 CLOSE_RATE_LIMITED = 4029
+# Redis (versions or channel layer) failed during a subscribe: reconnect with backoff.
+CLOSE_UNAVAILABLE = 4503
 
 
 def too_large(text: str | None, data: bytes | None, limit: int) -> bool:

@@ -92,7 +92,6 @@ async def exchange(sent: list[str | bytes]) -> None:
     await socket.close()
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @settings(
     max_examples=150,
     deadline=None,
