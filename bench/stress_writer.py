@@ -1,0 +1,171 @@
+"""
+A writer process of the convergence stress run (bench/stress.py): random creates, updates,
+moves, deletes, bulk writes, rolled-back savepoints and series edits over three keys.
+
+`python -m bench.stress_writer SEED COUNT` makes COUNT writes and prints one JSON record per
+write (["write"]) and per key it changed (["seen", commit time, key, version just after]).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+STREAM = "metrics.week"
+WEEKS = ("2026-W48", "2026-W49")
+# Three keys: series a in two weeks (sum), series b in one week (last value).
+KEYS = (("stress-a", WEEKS[0]), ("stress-a", WEEKS[1]), ("stress-b", WEEKS[0]))
+AGGREGATIONS = {"stress-a": "sum", "stress-b": "last"}
+
+
+class Writer:
+    """One writer process's random writes; each committed write reports its keys."""
+
+    def __init__(self, seed: int) -> None:
+        from metrics.models import Series
+        from streaming.conf import version_store
+
+        self.rng = random.Random(seed)
+        self.series = {s.slug: s for s in Series.objects.filter(slug__in=AGGREGATIONS)}
+        self.store = version_store()
+        self.loop = asyncio.new_event_loop()
+        self.held: list[Any] = []
+
+    def at(self, pair: tuple[str, str]) -> tuple[Any, datetime]:
+        """Returns a series and a random instant in the key's week (daytime UTC)."""
+        from metrics.weeks import IsoWeek
+
+        day = self.rng.choice(IsoWeek.parse(pair[1]).days)
+        hour = timedelta(hours=self.rng.randrange(8, 16), minutes=self.rng.randrange(60))
+        return self.series[pair[0]], datetime.combine(day, datetime.min.time(), UTC) + hour
+
+    def value(self) -> float:
+        """Returns a whole number: sums stay exact whatever the order of addition."""
+        return float(self.rng.randint(1, 99))
+
+    def pick(self, count: int = 1) -> list[Any]:
+        """Returns up to `count` random existing metrics of the stress series."""
+        from metrics.models import Metric
+
+        rows = Metric.objects.filter(series__slug__in=AGGREGATIONS).order_by("?")
+        return list(rows[:count])
+
+    def key_of(self, metric: Any) -> tuple[str, str]:
+        """Returns the (slug, week) a metric is in."""
+        from metrics.weeks import IsoWeek
+
+        slug = next(s for s, obj in self.series.items() if obj.pk == metric.series_id)
+        return slug, str(IsoWeek.of(metric.timestamp))
+
+    def write(self) -> set[tuple[str, str]]:
+        """Makes one random write; returns the keys it changed."""
+        from django.db import transaction
+
+        from metrics.models import Metric
+
+        kind = self.rng.choices(
+            ["create", "update", "move", "delete", "bulk", "savepoint", "series"],
+            weights=[28, 20, 20, 14, 10, 6, 2],
+        )[0]
+        target = self.rng.choice(KEYS)
+        picked = self.pick(self.rng.randint(1, 4) if kind == "bulk" else 1)
+        if kind == "create" or not picked:
+            series, ts = self.at(target)
+            Metric.objects.create(series=series, timestamp=ts, value=self.value())
+            return {target}
+        metric, old = picked[0], {self.key_of(m) for m in picked}
+        if kind in ("update", "move") and self.held and self.rng.random() < 0.5:
+            # An instance loaded writes ago: others may have moved or deleted its row since.
+            metric = self.held.pop(self.rng.randrange(len(self.held)))
+            old = {self.key_of(metric)}
+        self.held = (self.held + picked)[-8:]
+        if kind == "update":
+            metric.value = self.value()
+            metric.save()
+            return old
+        if kind == "move":
+            metric.series, metric.timestamp = self.at(target)
+            with transaction.atomic():
+                metric.save()
+            return old | {target}
+        if kind == "delete":
+            metric.delete()
+            return old
+        if kind == "series":
+            series = self.series[self.rng.choice(list(AGGREGATIONS))]
+            series.unit = self.rng.choice(["", "ms", "%"])
+            series.save(update_fields=["unit"])
+            return {pair for pair in KEYS if pair[0] == series.slug}
+        if kind == "savepoint":
+            with transaction.atomic():
+                series, ts = self.at(target)
+                Metric.objects.create(series=series, timestamp=ts, value=self.value())
+                try:
+                    with transaction.atomic():
+                        metric.delete()
+                        raise _Undo
+                except _Undo:
+                    pass
+            return {target}
+        return self.bulk(picked, target) | old
+
+    def bulk(self, picked: list[Any], target: tuple[str, str]) -> set[tuple[str, str]]:
+        """Makes one random bulk write over the picked metrics; returns the new keys."""
+        from metrics.models import Metric
+
+        pks = [m.pk for m in picked]
+        choice = self.rng.randrange(4)
+        if choice == 0:
+            Metric.objects.filter(pk__in=pks).update(value=self.value())
+        elif choice == 1:
+            series, ts = self.at(target)
+            Metric.objects.filter(pk__in=pks).update(series=series, timestamp=ts)
+            return {target}
+        elif choice == 2:
+            for metric in picked:
+                metric.series, metric.timestamp = self.at(target)
+            Metric.objects.bulk_update(picked, ["series", "timestamp"])
+            return {target}
+        else:
+            Metric.objects.filter(pk__in=pks).delete()
+        return set()
+
+    def report(self, kind: str, *fields: Any) -> None:
+        """Prints one JSON record for the run to collect."""
+        print(json.dumps([kind, *fields]))
+
+    def run(self, count: int) -> None:
+        """Makes `count` writes, reporting after each the version its keys had just then."""
+        from metrics.streams import week_key
+        from metrics.weeks import IsoWeek
+
+        for _ in range(count):
+            changed = self.write()
+            committed = time.time()
+            self.report("write")
+            for slug, week in changed:
+                key = week_key(self.series[slug].pk, IsoWeek.parse(week))
+                version = self.loop.run_until_complete(self.store.current(STREAM, key))
+                self.report("seen", committed, key, version)
+
+
+class _Undo(Exception):
+    """Rolls a savepoint back."""
+
+
+def main() -> None:
+    """Runs one writer: python -m bench.stress_writer SEED COUNT."""
+    import django
+
+    django.setup()
+    seed, count = (int(a) for a in sys.argv[1:3])
+    Writer(seed).run(count)
+
+
+if __name__ == "__main__":
+    main()
