@@ -164,6 +164,24 @@ async def test_bulk_create_broadcasts_each_week_once():
     assert {sum(f[0]["payload"]["values"]) for f in frames.values()} == {50.0}
 
 
+async def test_bulk_create_upserting_existing_rows_broadcasts_their_old_weeks_too():
+    """Tests that bulk_create(update_conflicts=True) moving W48 rows to W49 updates both."""
+
+    def write(cpu: Series, mem: Series) -> None:
+        rows = Metric.objects.filter(series=cpu, timestamp__lt=at(W49, 0, 0))
+        upserts = [Metric(pk=m.pk, series=cpu, timestamp=at(W49, 6), value=2.0) for m in rows]
+        Metric.objects.bulk_create(
+            upserts,
+            update_conflicts=True,
+            unique_fields=["id"],
+            update_fields=["timestamp", "value"],
+        )
+
+    frames = await run_bulk(write, [("cpu", W48), ("cpu", W49)])
+    w48 = next(f for key, f in frames.items() if key.endswith(str(W48)))
+    assert w48[0]["payload"]["values"] == [None] * 7
+
+
 async def test_bulk_update_moving_timestamps_broadcasts_old_and_new_weeks():
     """Tests that bulk_update(["timestamp", "value"]) moving W48 rows to W49 updates both."""
 
