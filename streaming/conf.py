@@ -22,6 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "RATE_STRIKES": 20,
     # Seconds between re-checks of a connection's right to its subscriptions.
     "RECHECK_SECONDS": 5.0,
+    # Unsent bytes a socket may hold before it gets only the newest update per key.
+    "SOCKET_BUFFER_BYTES": 64 * 1024,
     # Seconds between the hub's channel-layer heartbeats; a lost one triggers a resync.
     "HEARTBEAT_SECONDS": 0.5,
     # How long a writer keeps retrying a failed broadcast, and how long exit waits for it.

@@ -4,6 +4,8 @@ sockets watch that key, and one pre-encoded frame fanned out to all of them.
 
 It also keeps what each socket has seen: versions only grow per socket, and a socket that
 is still waiting for its subscribe reply gets the newest update right after that reply.
+Under daphne, frames go straight to each socket's transport, and a socket that stops
+reading gets the newest update per key once it drains (streaming/wire.py).
 """
 
 from __future__ import annotations
@@ -23,21 +25,27 @@ from streaming import messages
 from streaming.conf import streaming_settings, version_store
 from streaming.registry import StreamNotFound, get_stream
 from streaming.stats import stats
+from streaming.wire import Wire, frame_of, wire_for
 
 logger = logging.getLogger("streaming.hub")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# Seconds between looks at sockets whose send buffer was full.
+DRAIN_POLL_SECONDS = 0.05
+
 
 class Member:
     """One socket's subscription to one key."""
 
-    __slots__ = ("pending", "ready", "send", "version")
+    __slots__ = ("pending", "ready", "send", "version", "wire")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, wire: Wire | None = None) -> None:
         self.send = send
+        self.wire = wire
         self.version = -1
         self.ready = False
+        # The newest update not sent yet: before the subscribe reply, or while stalled.
         self.pending: dict[str, Any] | None = None
 
 
@@ -46,7 +54,8 @@ class Hub:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.layer = get_channel_layer()
+        # Any: the hub uses the Redis layers' new_channel(prefix), not in the base stub.
+        self.layer: Any = get_channel_layer()
         self.channel: str | None = None
         self.groups: dict[str, dict[object, Member]] = {}
         self.keys: dict[str, tuple[str, str]] = {}
@@ -57,6 +66,9 @@ class Hub:
         self._beats_sent: dict[int, float] = {}
         self._lost_at_seq: int | None = None
         self.last_beat = 0.0
+        # Sockets over their send-buffer limit, with the members holding an update for them.
+        self._stalled: dict[Wire, set[Member]] = {}
+        self._drainer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Creates the hub's channel and starts its receive and heartbeat tasks."""
@@ -90,7 +102,7 @@ class Hub:
         members = self.groups[group]
         member = members.get(owner)
         if member is None:
-            member = members[owner] = Member(send)
+            member = members[owner] = Member(send, wire_for(owner))
             stats.add("subscribers", stream)
         member.ready = False
         return member
@@ -115,8 +127,10 @@ class Hub:
         """Unsubscribes `owner`; the last one out drops the key's subscription."""
         group = messages.group_name(stream, key)
         members = self.groups.get(group)
-        if members is None or members.pop(owner, None) is None:
+        member = members.pop(owner, None) if members is not None else None
+        if member is None:
             return
+        member.pending = None
         stats.add("subscribers", stream, -1)
         if not members and group in self._joined:
             del self.groups[group], self.keys[group], self._joined[group]
@@ -137,14 +151,19 @@ class Hub:
             version,
             len(members),
         )
+        limit = streaming_settings.SOCKET_BUFFER_BYTES
         for member in list(members.values()):
             if version <= member.version:
                 continue
-            if not member.ready:
-                if member.pending is None or version > member.pending["version"]:
-                    member.pending = message
+            wire = member.wire
+            if not member.ready or (wire is not None and wire.backlog() > limit):
+                self._hold(member, message)
                 continue
             member.version = version
+            if wire is not None:
+                if wire.open:
+                    wire.write(frame_of(message))
+                continue
             try:
                 await member.send(out)
             except Exception:
@@ -154,6 +173,36 @@ class Hub:
             # Nothing more will come for this key: forget it here too.
             for owner in list(members):
                 await self.leave(owner, message["stream"], message["key"])
+
+    def _hold(self, member: Member, message: dict[str, Any]) -> None:
+        """Keeps `message` as the member's newest unsent update (latest-wins)."""
+        if member.pending is not None:
+            if message["version"] <= member.pending["version"]:
+                return
+            stats.add("conflated", message["stream"])
+        member.pending = message
+        if member.ready and member.wire is not None:
+            self._stalled.setdefault(member.wire, set()).add(member)
+            if self._drainer is None or self._drainer.done():
+                self._drainer = self.loop.create_task(self._guard(self._drain()))
+
+    async def _drain(self) -> None:
+        """Sends held updates to stalled sockets as they drain; forgets closed ones."""
+        limit = streaming_settings.SOCKET_BUFFER_BYTES
+        while self._stalled:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+            for wire, held in list(self._stalled.items()):
+                if not wire.open:
+                    del self._stalled[wire]
+                    continue
+                while held and wire.backlog() <= limit:
+                    member = held.pop()
+                    pending, member.pending = member.pending, None
+                    if pending is not None and pending["version"] > member.version:
+                        member.version = pending["version"]
+                        wire.write(frame_of(pending))
+                if not held:
+                    del self._stalled[wire]
 
     async def refresh(self, stream: str, prefix: str = "") -> None:
         """Re-sends this hub's subscribed keys of `stream` starting with `prefix`."""

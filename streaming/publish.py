@@ -177,9 +177,9 @@ class Publisher:
             message = messages.update_message(stream_name, key, version, payload)
             outgoing.append((messages.group_name(stream_name, key), message))
             logger.debug("streaming: built stream=%s key=%s version=%d", stream_name, key, version)
-        for key in keys:
-            if isinstance(key, AllKeys):
-                message = messages.refresh_message(stream_name, key.prefix)
+        for every in keys:
+            if isinstance(every, AllKeys):
+                message = messages.refresh_message(stream_name, every.prefix)
                 outgoing.append((messages.control_group(stream_name), message))
         return outgoing
 

@@ -1,0 +1,86 @@
+"""
+Fast, flow-controlled fan-out to daphne's sockets.
+
+Under daphne each update is framed once (autobahn's PreparedMessage) and the same bytes
+are written to every socket's Twisted transport, skipping the per-socket ASGI send chain
+(session wrapper, daphne's reply dispatch, UTF-8 encoding, framing, debug formatting).
+
+A socket whose transport holds more than STREAMING["SOCKET_BUFFER_BYTES"] unsent bytes (a
+client that stopped reading) gets nothing more until it drains: meanwhile the hub keeps
+only the newest update per key for it (latest-wins), so memory stays bounded whatever
+the update rate. daphne's own keepalive (ping every 20 s, 30 s to answer) drops a client
+that never reads again. Other servers (and test communicators) use the ASGI send.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+
+# How many wrappers around daphne's send to look through (channels' session middleware
+# adds one).
+_MAX_WRAPPERS = 4
+
+
+class Wire:
+    """One daphne WebSocket connection, written to directly."""
+
+    __slots__ = ("protocol", "transport")
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.transport = protocol.transport
+
+    @property
+    def open(self) -> bool:
+        """Returns whether the socket still takes data messages."""
+        return self.protocol.state == WebSocketProtocol.STATE_OPEN
+
+    def backlog(self) -> int:
+        """Returns how many bytes wait in the transport's user-space send buffer."""
+        t = self.transport
+        return len(t.dataBuffer) - t.offset + t._tempDataLen
+
+    def write(self, frame: PreparedMessage) -> None:
+        """Writes a prepared frame, exactly as autobahn's sendPreparedMessage would."""
+        if self.protocol.send_queue:
+            # autobahn is in the middle of a queued (synchronous) send: let it order ours.
+            self.protocol.sendPreparedMessage(frame)
+        else:
+            self.transport.write(frame.payloadHybi)
+
+
+def wire_for(owner: object) -> Wire | None:
+    """
+    Returns the daphne connection behind a consumer, or None under other servers.
+
+    daphne hands each application `functools.partial(server.handle_reply, protocol)` as
+    its ASGI send; channels' session middleware wraps it (`real_send`).
+    """
+    send: Callable[..., Any] | None = getattr(owner, "base_send", None)
+    for _ in range(_MAX_WRAPPERS):
+        if send is None:
+            return None
+        if isinstance(send, functools.partial):
+            protocol = send.args[0] if send.args else None
+            if isinstance(protocol, WebSocketProtocol) and hasattr(protocol, "transport"):
+                transport = protocol.transport
+                if all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+                    return Wire(protocol)
+            return None
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+    return None
+
+
+def frame_of(message: dict[str, Any]) -> PreparedMessage:
+    """Returns the update's WebSocket frame, built once per message and kept on it."""
+    frame = message.get("_frame")
+    if frame is None:
+        # doNotCompress: the same bytes are valid on every connection, compressed or not.
+        frame = message["_frame"] = PreparedMessage(
+            message["text"].encode(), isBinary=False, applyMask=False, doNotCompress=True
+        )
+    return frame
