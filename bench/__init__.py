@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (bench.run) compares this project, DCRF and the raw limit."""

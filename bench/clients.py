@@ -1,0 +1,143 @@
+"""
+A process of benchmark subscribers: asyncio `websockets` clients of one target.
+
+Run as `python -m bench.clients KIND URL COUNT SERIES`. It connects COUNT clients (a
+few at a time), subscribes each to SERIES, prints "ready OK FAILED", then answers lines
+on stdin: "wait VALUE SECONDS" prints "reached K" once every client holds a value of at
+least VALUE (or the time is up); "dump" prints the traces as JSON and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+ORIGIN = "http://127.0.0.1"
+CONNECT_AT_ONCE = 20
+
+
+def reflected(message: dict[str, Any]) -> float | None:
+    """Returns the highest value a pushed week payload holds, or None for anything else."""
+    # This project and raw send {"payload": ...}; the DCRF peer sends {"message": ...}.
+    payload = message.get("payload") or message.get("message") or message
+    values = payload.get("values") if isinstance(payload, dict) else None
+    if not values:
+        return None
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def subscribe_message(kind: str, series: str) -> str | None:
+    """Returns the frame a client of `kind` sends to subscribe, if any."""
+    if kind == "project":
+        params = {"series": series}
+        return json.dumps(
+            {"action": "subscribe", "request_id": 1, "stream": "metrics.week", "params": params}
+        )
+    if kind == "dcrf":
+        return json.dumps({"action": "subscribe", "request_id": 1, "series": series})
+    return None
+
+
+class Client:
+    """One subscriber: the times at which it first held each higher value."""
+
+    __slots__ = ("best", "trace")
+
+    def __init__(self) -> None:
+        self.best = float("-inf")
+        self.trace: list[tuple[float, float]] = []
+
+
+class Swarm:
+    """This process's clients and every delivery they received."""
+
+    def __init__(self, kind: str, url: str, series: str) -> None:
+        self.kind, self.url, self.series = kind, url, series
+        self.clients: list[Client] = []
+        self.received: list[float] = []
+        self.failed = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open(self, count: int) -> None:
+        """Connects and subscribes `count` clients, CONNECT_AT_ONCE at a time."""
+        gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+        await asyncio.gather(*(self._open_one(gate) for _ in range(count)))
+
+    async def _open_one(self, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            try:
+                socket = await connect(
+                    self.url,
+                    origin=ORIGIN,
+                    compression=None,
+                    ping_interval=None,
+                    open_timeout=60,
+                    close_timeout=1,
+                )
+                frame = subscribe_message(self.kind, self.series)
+                if frame is not None:
+                    await socket.send(frame)
+                    async with asyncio.timeout(60):
+                        reply = json.loads(await socket.recv())
+                    if reply.get("response_status", 500) >= 300:
+                        raise RuntimeError(f"subscribe failed: {reply}")
+            except Exception as exc:
+                self.failed += 1
+                print(f"client failed: {exc!r}", file=sys.stderr, flush=True)
+                return
+        client = Client()
+        self.clients.append(client)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._read(socket, client)))
+
+    async def _read(self, socket: Any, client: Client) -> None:
+        received = self.received
+        async for text in socket:
+            now = time.time()
+            message = json.loads(text)
+            if "response_status" in message:
+                continue
+            received.append(now)
+            value = reflected(message)
+            if value is not None and value > client.best:
+                client.best = value
+                client.trace.append((now, value))
+
+    async def wait(self, value: float, seconds: float) -> int:
+        """Waits until every client holds `value` or more; returns how many do."""
+        deadline = time.monotonic() + seconds
+        while True:
+            reached = sum(1 for c in self.clients if c.best >= value)
+            if reached == len(self.clients) or time.monotonic() > deadline:
+                return reached
+            await asyncio.sleep(0.02)
+
+
+async def main(kind: str, url: str, count: int, series: str) -> None:
+    """Runs the swarm, driven by lines on stdin."""
+    swarm = Swarm(kind, url, series)
+    await swarm.open(count)
+    print(f"ready {len(swarm.clients)} {swarm.failed}", flush=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+        if not line or line[0] == "dump":
+            break
+        if line[0] == "wait":
+            reached = await swarm.wait(float(line[1]), float(line[2]))
+            print(f"reached {reached}", flush=True)
+    data = {"traces": [c.trace for c in swarm.clients], "received": swarm.received}
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+    # Closing hundreds of sockets politely is not part of the measure.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))

@@ -1,0 +1,1 @@
+"""Peer implementations the benchmark compares this project against."""

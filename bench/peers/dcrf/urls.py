@@ -1,0 +1,3 @@
+"""The DCRF peer serves no HTTP pages."""
+
+urlpatterns: list = []

@@ -1,0 +1,136 @@
+"""Formats the benchmark's results: the table, the ratios, and the targets met or not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLUMNS = [
+    ("target", 8),
+    ("N", 5),
+    ("p50 ms", 8),
+    ("p99 ms", 8),
+    ("max ms", 8),
+    ("lost %", 7),
+    ("deliv/s", 8),
+    ("CPU µs/del", 10),
+    ("commit+ ms", 10),
+    ("RSS MB", 7),
+    ("KB/conn", 7),
+    ("burst s", 8),
+]
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def row(r: dict[str, Any]) -> list[str]:
+    """Returns one result's cells."""
+    p, b = r["paced"], r.get("burst") or {}
+    return [
+        r["target"],
+        str(r["n"]),
+        _fmt(p["p50"], 1e3),
+        _fmt(p["p99"], 1e3),
+        _fmt(p["max"], 1e3),
+        _fmt(p["lost_share"], 100, 2),
+        _fmt(p["deliveries_per_s"], 1, 0),
+        _fmt(p["cpu_per_delivery"], 1e6),
+        f"{_fmt(p['post_commit_p50'], 1e3, 2)}/{_fmt(p['post_commit_p99'], 1e3, 2)}",
+        _fmt(r["rss_after"], 1 / 2**20, 0),
+        _fmt(r["kb_per_connection"]),
+        _fmt(b.get("total"), 1, 2) if b else "-",
+    ]
+
+
+def _line(cells: list[str]) -> str:
+    return "  ".join(c.rjust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True))
+
+
+def find(results: list[dict[str, Any]], target: str, n: int) -> dict[str, Any] | None:
+    """Returns the result of `target` at N = n, if it ran."""
+    return next((r for r in results if r["target"] == target and r["n"] == n), None)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """Returns a / b when both are known and b is not zero."""
+    return a / b if a is not None and b else None
+
+
+FIGURES = [
+    ("p50", lambda r: r["paced"]["p50"]),
+    ("p99", lambda r: r["paced"]["p99"]),
+    ("CPU/del", lambda r: r["paced"]["cpu_per_delivery"]),
+    ("commit+", lambda r: r["paced"]["post_commit_p50"]),
+    ("KB/conn", lambda r: r["kb_per_connection"]),
+    ("burst", lambda r: (r.get("burst") or {}).get("total")),
+]
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """Returns the results table followed by the ratio lines."""
+    lines = [_line([name for name, _ in COLUMNS])]
+    lines += [_line(row(r)) for r in results]
+    lines.append("")
+    lines.append("ratios (lower is better for this project):")
+    for n in sorted({r["n"] for r in results}):
+        project, raw, dcrf = (find(results, t, n) for t in ("project", "raw", "dcrf"))
+        if project is None:
+            continue
+        parts = []
+        for name, get in FIGURES:
+            vs_raw = ratio(get(project), get(raw)) if raw else None
+            vs_dcrf = ratio(get(dcrf), get(project)) if dcrf else None
+            if vs_raw is None and vs_dcrf is None:
+                continue
+            parts.append(
+                f"{name} {_fmt(vs_raw, 1, 2)}x raw"
+                + (f", DCRF {_fmt(vs_dcrf, 1, 1)}x ours" if vs_dcrf is not None else "")
+            )
+        lines.append(f"  N={n}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def targets(results: list[dict[str, Any]]) -> str:
+    """Returns the issue's targets, each marked met or NOT MET with its measured value."""
+    checks: list[tuple[str, bool | None, str]] = []
+    p1000, r1000 = find(results, "project", 1000), find(results, "raw", 1000)
+    p1, r1 = find(results, "project", 1), find(results, "raw", 1)
+    if p1000 and r1000:
+        lost, x = p1000["paced"]["lost_share"], ratio(p1000["paced"]["p99"], r1000["paced"]["p99"])
+        ok = lost == 0 and x is not None and x <= 2
+        checks.append(("N=1000 at 50/s: 0 lost, p99 <= 2x raw", ok, f"lost {lost:.2%}, {x:.2f}x"))
+        x = ratio(p1000["paced"]["cpu_per_delivery"], r1000["paced"]["cpu_per_delivery"])
+        checks.append(("CPU per delivered message <= 3x raw (N=1000)", x <= 3, f"{x:.2f}x"))
+        kb = p1000["kb_per_connection"]
+        checks.append(("memory <= 25 KB per connection (N=1000)", kb <= 25, f"{kb:.1f} KB"))
+        pb, rb = (p1000.get("burst") or {}).get("total"), (r1000.get("burst") or {}).get("total")
+        if pb is not None and rb is not None:
+            shown = f"{pb:.2f}s vs {rb:.2f}s"
+            checks.append(("burst N=1000 within raw's total time", pb <= rb, shown))
+    if p1 and r1:
+        x = ratio(p1["paced"]["p50"], r1["paced"]["p50"])
+        checks.append(("N=1: p50 <= 2x raw", x is not None and x <= 2, f"{x:.2f}x"))
+    posts = {r["n"]: r["paced"]["post_commit_p50"] for r in results if r["target"] == "project"}
+    if posts:
+        worst = max(posts.values())
+        shown = ", ".join(f"N={n} {v * 1e3:.3f}" for n, v in sorted(posts.items()))
+        checks.append(("writer post-commit <= 1 ms per save, flat in N", worst <= 1e-3, shown))
+    for n in sorted({r["n"] for r in results}):
+        project, raw, dcrf = (find(results, t, n) for t in ("project", "raw", "dcrf"))
+        if not (project and dcrf):
+            continue
+        for name, get in FIGURES:
+            ours, theirs, limit = get(project), get(dcrf), get(raw) if raw else None
+            if ours is None or theirs is None:
+                continue
+            x = ratio(theirs, ours)
+            if limit is not None and theirs < 10 * limit and x is not None and x < 10:
+                checks.append((f"N={n} {name}: 10x DCRF", None, f"{x:.1f}x; raw target governs"))
+            else:
+                checks.append((f"N={n} {name}: 10x DCRF", x is not None and x >= 10, f"{x:.1f}x"))
+    lines = ["targets:"]
+    for name, ok, value in checks:
+        mark = "met" if ok else ("n/a" if ok is None else "NOT MET")
+        lines.append(f"  [{mark:>7}] {name}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""
+`make bench`: the same workload against this project, the DCRF peer and the raw limit,
+in one run, printed as a table with ratios (docs/benchmarks.md explains every figure).
+
+python -m bench.run [--full] [--targets raw,project,dcrf] [--n 1,100,1000] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.measures import phase
+from bench.profile import Sampler, summarize
+from bench.targets import ROOT, TARGETS, Target
+
+WRITES, RATE, BURST, BASE_BURST = 200, 50.0, 200, 10_000
+PROFILE_DIR = ROOT / "artifacts" / "profiles"
+CLIENT = [sys.executable, "-m", "bench.clients"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the matrix: a target, N subscribers, the writes and the bounded wait."""
+
+    target: str
+    n: int
+    writes: int = WRITES
+    burst: int = BURST
+    wait: float = 30.0
+
+
+def default_plan(full: bool) -> list[Run]:
+    """Returns the runs: everything for raw and this project; DCRF reduced unless --full."""
+    runs = [Run(t, n) for t in ("raw", "project") for n in (1, 100, 1000)]
+    if full:
+        runs += [Run("dcrf", n) for n in (1, 100, 1000)]
+    else:
+        runs += [Run("dcrf", 1), Run("dcrf", 100), Run("dcrf", 1000, burst=0, wait=15.0)]
+    return runs
+
+
+def client_processes(n: int) -> int:
+    """Returns how many client processes share N subscribers."""
+    return 1 if n <= 100 else 4
+
+
+def cpu_seconds(target: Target) -> float:
+    """Returns the server's CPU time so far (user + system, all threads)."""
+    times = target.process.cpu_times()
+    return times.user + times.system
+
+
+def ask(procs: list[subprocess.Popen[str]], line: str) -> list[str]:
+    """Sends a line to every client process and returns each one's answer."""
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+    return [proc.stdout.readline().strip() for proc in procs if proc.stdout is not None]
+
+
+def run_one(target: Target, run: Run, profile: Path | None = None) -> dict[str, Any]:
+    """Connects N clients, runs the paced and burst phases; returns the figures."""
+    series = f"bench-n{run.n}"
+    target.prepare(series)
+    rss_before = target.process.memory_info().rss
+    count = client_processes(run.n)
+    shares = [run.n // count + (1 if i < run.n % count else 0) for i in range(count)]
+    procs = [
+        subprocess.Popen(
+            [*CLIENT, target.client_kind, target.ws_url, str(share), series],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+    ]
+    try:
+        started = time.time()
+        ready = [p.stdout.readline().split() for p in procs if p.stdout is not None]
+        connected = sum(int(r[1]) for r in ready if r and r[0] == "ready")
+        connect_seconds = time.time() - started
+        time.sleep(1.0)
+        rss_after = target.process.memory_info().rss
+
+        sampler = Sampler(target.process.pid, profile) if profile else None
+        cpu = cpu_seconds(target)
+        paced = target.write(series, run.writes, RATE, 0)
+        ask(procs, f"wait {run.writes} {run.wait}")
+        paced_cutoff, paced_cpu = time.time(), cpu_seconds(target) - cpu
+        if sampler is not None:
+            sampler.stop()
+
+        burst: list[list[float]] = []
+        if run.burst:
+            cpu = cpu_seconds(target)
+            burst = target.write(series, run.burst, 0, BASE_BURST)
+            ask(procs, f"wait {BASE_BURST + run.burst} {run.wait}")
+            burst_cutoff, burst_cpu = time.time(), cpu_seconds(target) - cpu
+
+        traces: list[Any] = []
+        received: list[float] = []
+        for answer in ask(procs, "dump"):
+            data = json.loads(answer)
+            traces += data["traces"]
+            received += data["received"]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    result: dict[str, Any] = {
+        "target": run.target,
+        "n": run.n,
+        "connected": connected,
+        "connect_seconds": connect_seconds,
+        "writes": run.writes,
+        "wait": run.wait,
+        "rss_before": rss_before,
+        "rss_after": rss_after,
+        "kb_per_connection": (rss_after - rss_before) / 1024 / run.n if run.n >= 100 else None,
+        "paced": phase(paced, traces, received, paced_cutoff, paced_cpu).summary(),
+    }
+    if profile is not None:
+        result["profile"] = str(profile)
+        print(f"profile of {run.target} N={run.n}:\n{summarize(profile)}", file=sys.stderr)
+    if run.burst:
+        in_burst = [r for r in received if r > paced_cutoff]
+        result["burst"] = phase(burst, traces, in_burst, burst_cutoff, burst_cpu).summary()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the plan and prints the table; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--full", action="store_true", help="DCRF at every N, burst too")
+    parser.add_argument("--targets", default="raw,project,dcrf")
+    parser.add_argument("--n", default="1,100,1000")
+    parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
+    parser.add_argument("--profile", action="store_true", help="py-spy the servers at N=1000")
+    args = parser.parse_args(argv)
+    names = args.targets.split(",")
+    wanted_n = {int(n) for n in args.n.split(",")}
+    plan = [r for r in default_plan(args.full) if r.target in names and r.n in wanted_n]
+    began, load = time.time(), os.getloadavg()
+    results = []
+    # Every server runs from the start, and each N runs on all of them in turn, so the
+    # figures compared in one ratio were taken minutes apart at most.
+    targets = {name: TARGETS[name]() for name in names}
+    try:
+        for target in targets.values():
+            target.start()
+        for n in sorted(wanted_n):
+            for name in names:
+                for run in (r for r in plan if r.target == name and r.n == n):
+                    print(f"bench: {name} N={n} ...", file=sys.stderr, flush=True)
+                    sampled = args.profile and n >= 1000
+                    profile = PROFILE_DIR / f"{name}-{n}.txt" if sampled else None
+                    results.append(run_one(targets[name], run, profile))
+    finally:
+        for target in targets.values():
+            target.stop()
+    elapsed = time.time() - began
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"elapsed": elapsed, "cores": os.cpu_count(), "load_before": load}
+    meta["load_after"] = os.getloadavg()
+    out.write_text(json.dumps({**meta, "results": results}, indent=1))
+    print(report.table(results))
+    print()
+    print(report.targets(results))
+    print(
+        f"\n{elapsed:.0f} s in all on {os.cpu_count()} cores; load average "
+        f"{load[0]:.1f} before, {meta['load_after'][0]:.1f} after; figures in {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Settings of this project under benchmark: the base settings, quiet, no DEBUG."""
+
+from settings.base import *  # noqa: F403
+from settings.base import LOGGING, env
+
+SECRET_KEY = env("SECRET_KEY", default="bench-only-secret-key")
+DEBUG = False
+LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")
+
+# Analysis only (docs/benchmarks.md): `make bench` never sets BENCH_VARIANT.
+_VARIANT = env("BENCH_VARIANT", default="")
+if _VARIANT == "no-recheck":
+    STREAMING["RECHECK_SECONDS"] = 3600.0  # noqa: F405
+elif _VARIANT == "conn-max-age":
+    DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405
