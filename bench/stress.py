@@ -17,6 +17,7 @@ import asyncio
 import bisect
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -202,12 +203,12 @@ def _lags(clients: list[StreamSubscriber], seen: list[list]) -> tuple[list[float
     return lags, unmatched
 
 
-def _prepare_database(database_url: str | None) -> tuple[str, Any]:
+def _prepare_database(database_url: str | None, scratch: str) -> tuple[str, Any]:
     """Points Django at a fresh database and a private Redis; returns the Redis URL."""
     from tests.support.redis_server import RedisServer
 
     redis = RedisServer().start()
-    url = database_url or f"sqlite:///{tempfile.mkdtemp(prefix='stress-')}/stress.sqlite3"
+    url = database_url or f"sqlite:///{scratch}/stress.sqlite3"
     os.environ.update(DJANGO_SETTINGS_MODULE="settings.test", DATABASE_URL=url)
     os.environ["REDIS_URL"] = redis.url
     import django
@@ -245,7 +246,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10)
     parser.add_argument("--database-url", help="a scratch database (default: a new SQLite)")
     args = parser.parse_args()
-    redis_url, redis = _prepare_database(args.database_url)
+    scratch = tempfile.mkdtemp(prefix="stress-")
+    redis_url, redis = _prepare_database(args.database_url, scratch)
     from tests.support.processes import process_env
 
     daphne = _quiet_daphne_class()(redis_url).start()
@@ -258,6 +260,7 @@ def main() -> None:
     finally:
         daphne.stop()
         redis.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     print(
         f"stress: {args.writers} writers x {args.writes} writes, {args.subscribers} "
         f"subscribers, {len(KEYS)} keys, {elapsed:.1f} s in all"
