@@ -55,8 +55,13 @@ async def next_frame(socket: WebsocketCommunicator, predicate: Callable[[Frame],
 
 
 def texts(frame: Frame) -> list[str]:
-    """Returns the note texts of an update frame's payload."""
+    """Returns the note texts of an update frame's (or a subscribe reply's) payload."""
     return [note["text"] for note in frame["payload"]["notes"]]
+
+
+def is_update(frame: Frame) -> bool:
+    """Returns whether a frame is a pushed update."""
+    return frame.get("action") == "update"
 
 
 async def test_saving_a_note_updates_its_board(use_redis):
@@ -68,16 +73,18 @@ async def test_saving_a_note_updates_its_board(use_redis):
     assert reply["data"]["key"] == str(board.pk)
     assert reply["data"]["payload"] == {"board": "ideas", "title": "Ideas", "notes": []}
 
+    # Updates carry state, not events: the board's own creation may still be on its way,
+    # so each step waits for the state it expects.
     note = await sync_to_async(Note.objects.create)(board=board, text="ship it")
-    frame = await next_frame(socket, lambda f: f.get("action") == "update")
+    frame = await next_frame(socket, lambda f: is_update(f) and texts(f) == ["ship it"])
     assert frame["stream"] == BOARD_STREAM
     assert frame["version"] > reply["data"]["version"]
     assert frame["payload"]["notes"] == [{"id": note.pk, "text": "ship it"}]
 
     note.text = "shipped"
     await sync_to_async(note.save)()
-    frame = await next_frame(socket, lambda f: f.get("action") == "update")
-    assert texts(frame) == ["shipped"]
+    later = await next_frame(socket, lambda f: is_update(f) and texts(f) == ["shipped"])
+    assert later["version"] > frame["version"]
     await socket.disconnect()
 
 
@@ -87,19 +94,15 @@ async def test_moving_a_note_updates_the_old_and_new_board(use_redis):
     done = await Board.objects.acreate(slug="done", title="Done")
     note = await Note.objects.acreate(board=todo, text="write docs")
     socket = await connect()
-    assert (await subscribe(socket, "todo", 1))["data"]["payload"]["notes"][0][
-        "text"
-    ] == "write docs"
-    assert (await subscribe(socket, "done", 2))["data"]["payload"]["notes"] == []
+    assert texts((await subscribe(socket, "todo", 1))["data"]) == ["write docs"]
+    assert texts((await subscribe(socket, "done", 2))["data"]) == []
 
     note.board = done
     await sync_to_async(note.save)()
-    updates: dict[str, Frame] = {}
-    while len(updates) < 2:
-        frame = await next_frame(socket, lambda f: f.get("action") == "update")
-        updates[frame["payload"]["board"]] = frame
-    assert texts(updates["todo"]) == []
-    assert texts(updates["done"]) == ["write docs"]
+    latest: dict[str, list[str]] = {}
+    while latest != {"todo": [], "done": ["write docs"]}:
+        frame = await next_frame(socket, is_update)
+        latest[frame["payload"]["board"]] = texts(frame)
     await socket.disconnect()
 
 
@@ -113,8 +116,7 @@ async def test_bulk_update_of_notes_reaches_subscribers(use_redis):
     assert texts((await subscribe(socket, "bulk"))["data"]) == ["a", "b"]
 
     await sync_to_async(Note.objects.filter(board=board).update)(text="done")
-    frame = await next_frame(socket, lambda f: f.get("action") == "update")
-    assert texts(frame) == ["done", "done"]
+    await next_frame(socket, lambda f: is_update(f) and texts(f) == ["done", "done"])
     await socket.disconnect()
 
 
