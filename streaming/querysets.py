@@ -32,7 +32,8 @@ class StreamingQuerySet(models.QuerySet):
     def update(self, **kwargs: Any) -> int:
         """Updates rows and broadcasts the keys they had before and have after."""
         fields = key_fields(self.model)
-        if not fields or self.query.is_sliced:
+        if not fields or self.query.is_sliced or self.query.combinator:
+            # Nothing to read, or an update Django refuses with its own error.
             return super().update(**kwargs)
         self._for_write = True
         meta = self.model._meta
