@@ -10,8 +10,11 @@ least VALUE (or the time is up); "dump" prints the traces as JSON and exits.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import socket
+import struct
 import sys
 import time
 from typing import Any
@@ -23,9 +26,12 @@ CONNECT_AT_ONCE = 20
 
 
 def reflected(message: dict[str, Any]) -> float | None:
-    """Returns the highest value a pushed week payload holds, or None for anything else."""
+    """Returns the value a pushed payload reflects, or None for anything else."""
     # This project and raw send {"payload": ...}; the DCRF peer sends {"message": ...}.
     payload = message.get("payload") or message.get("message") or message
+    if isinstance(payload, dict) and payload.get("notes"):
+        # A board (bench/stall.py): the counter leads its first note.
+        return float(payload["notes"][0]["text"][:6])
     values = payload.get("values") if isinstance(payload, dict) else None
     if not values:
         return None
@@ -42,7 +48,37 @@ def subscribe_message(kind: str, series: str) -> str | None:
         )
     if kind == "dcrf":
         return json.dumps({"action": "subscribe", "request_id": 1, "series": series})
+    if kind in ("board", "stalled"):
+        params = {"board": series}
+        return json.dumps(
+            {"action": "subscribe", "request_id": 1, "stream": "exampleapp.board", "params": params}
+        )
     return None
+
+
+async def stalled_socket(url: str, frame: str) -> Any:
+    """
+    Returns a bare WebSocket that subscribed (`frame`) and then reads nothing more: a
+    tiny kernel buffer, and asyncio stops reading once 8 KiB wait unread.
+    """
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    path = "/" + url.split("//")[1].split("/", 1)[1]
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Origin: {ORIGIN}\r\n\r\n".encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    data, mask = frame.encode(), os.urandom(4)
+    writer.write(bytes([0x81, 0xFE]) + struct.pack("!H", len(data)) + mask)
+    writer.write(bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+    return reader, writer
 
 
 class Client:
@@ -64,6 +100,7 @@ class Swarm:
         self.received: list[float] = []
         self.failed = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self.stalled: list[Any] = []
 
     async def open(self, count: int) -> None:
         """Connects and subscribes `count` clients, CONNECT_AT_ONCE at a time."""
@@ -72,8 +109,13 @@ class Swarm:
 
     async def _open_one(self, gate: asyncio.Semaphore) -> None:
         async with gate:
+            if self.kind == "stalled":
+                frame = subscribe_message(self.kind, self.series)
+                assert frame is not None
+                self.stalled.append(await stalled_socket(self.url, frame))
+                return
             try:
-                socket = await connect(
+                ws = await connect(
                     self.url,
                     origin=ORIGIN,
                     compression=None,
@@ -83,9 +125,9 @@ class Swarm:
                 )
                 frame = subscribe_message(self.kind, self.series)
                 if frame is not None:
-                    await socket.send(frame)
+                    await ws.send(frame)
                     async with asyncio.timeout(60):
-                        reply = json.loads(await socket.recv())
+                        reply = json.loads(await ws.recv())
                     if reply.get("response_status", 500) >= 300:
                         raise RuntimeError(f"subscribe failed: {reply}")
             except Exception as exc:
@@ -94,11 +136,11 @@ class Swarm:
                 return
         client = Client()
         self.clients.append(client)
-        self._tasks.append(asyncio.get_running_loop().create_task(self._read(socket, client)))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._read(ws, client)))
 
-    async def _read(self, socket: Any, client: Client) -> None:
+    async def _read(self, ws: Any, client: Client) -> None:
         received = self.received
-        async for text in socket:
+        async for text in ws:
             now = time.time()
             message = json.loads(text)
             if "response_status" in message:
@@ -123,7 +165,7 @@ async def main(kind: str, url: str, count: int, series: str) -> None:
     """Runs the swarm, driven by lines on stdin."""
     swarm = Swarm(kind, url, series)
     await swarm.open(count)
-    print(f"ready {len(swarm.clients)} {swarm.failed}", flush=True)
+    print(f"ready {len(swarm.clients) + len(swarm.stalled)} {swarm.failed}", flush=True)
     loop = asyncio.get_running_loop()
     while True:
         line = (await loop.run_in_executor(None, sys.stdin.readline)).split()

@@ -25,6 +25,7 @@ class Phase:
     deliveries: int = 0
     span: float = 0.0
     last_reflected: float | None = None
+    lag: float | None = None
     cpu_seconds: float = 0.0
     post_commit: list[float] = field(default_factory=list)
 
@@ -44,6 +45,7 @@ class Phase:
             "post_commit_p50": percentile(post, 0.50),
             "post_commit_p99": percentile(post, 0.99),
             "total": self.last_reflected,
+            "lag": self.lag,
         }
 
 
@@ -64,6 +66,7 @@ def phase(
         return out
     first_commit = min(r[1] for r in records)
     last_value = max(r[0] for r in records)
+    last_commit = max(r[1] for r in records)
     finished: list[float] = []
     for trace in traces:
         trace = [step for step in trace if step[0] <= cutoff]
@@ -84,4 +87,6 @@ def phase(
     if traces and len(finished) == len(traces):
         # Burst: from the first write's commit until every client holds the last one.
         out.last_reflected = max(finished) - first_commit
+        # The part after the writer's own last commit: the broadcast alone.
+        out.lag = max(finished) - last_commit
     return out

@@ -17,6 +17,7 @@ COLUMNS = [
     ("RSS MB", 7),
     ("KB/conn", 7),
     ("burst s", 8),
+    ("lag s", 6),
 ]
 
 
@@ -40,6 +41,7 @@ def row(r: dict[str, Any]) -> list[str]:
         _fmt(r["rss_after"], 1 / 2**20, 0),
         _fmt(r["kb_per_connection"]),
         _fmt(b.get("total"), 1, 2) if b else "-",
+        _fmt(b.get("lag"), 1, 2) if b else "-",
     ]
 
 
@@ -64,6 +66,7 @@ FIGURES = [
     ("commit+", lambda r: r["paced"]["post_commit_p50"]),
     ("KB/conn", lambda r: r["kb_per_connection"]),
     ("burst", lambda r: (r.get("burst") or {}).get("total")),
+    ("lag", lambda r: (r.get("burst") or {}).get("lag")),
 ]
 
 
@@ -87,7 +90,25 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"{name} {_fmt(vs_raw, 1, 2)}x raw"
                 + (f", DCRF {_fmt(vs_dcrf, 1, 1)}x ours" if vs_dcrf is not None else "")
             )
-        lines.append(f"  N={n}: " + "; ".join(parts))
+        if parts:
+            lines.append(f"  N={n}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def stall_table(stalls: list[dict[str, Any]]) -> str:
+    """Returns the slow-client runs: readers' latency and the server's RSS growth."""
+    lines = [
+        "slow clients (this project, ~100 KB board updates at 20/s; readers' latency):",
+        "  stalled  readers   p50 ms   p99 ms   max ms  lost %  RSS growth MB  backlog MB",
+    ]
+    for s in stalls:
+        lines.append(
+            f"  {s['stalled']:>7}  {s['readers']:>7}  {_fmt(s['p50'], 1e3):>7}  "
+            f"{_fmt(s['p99'], 1e3):>7}  {_fmt(s['max'], 1e3):>7}  "
+            f"{_fmt(s['lost_share'], 100, 2):>6}  {_fmt(s['rss_growth'], 1 / 2**20):>13}  "
+            f"{_fmt(s['unbuffered_backlog'], 1 / 2**20, 0):>10}"
+        )
+    lines.append("  (backlog: what the stalled sockets would hold without flow control)")
     return "\n".join(lines)
 
 

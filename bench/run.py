@@ -20,7 +20,8 @@ from typing import Any
 from bench import report
 from bench.measures import phase
 from bench.profile import Sampler, summarize
-from bench.targets import ROOT, TARGETS, Target
+from bench.stall import STALLED, run_stall
+from bench.targets import ROOT, TARGETS, ProjectTarget, Target
 
 WRITES, RATE, BURST, BASE_BURST = 200, 50.0, 200, 10_000
 PROFILE_DIR = ROOT / "artifacts" / "profiles"
@@ -146,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", default="raw,project,dcrf")
     parser.add_argument("--n", default="1,100,1000")
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
-    parser.add_argument("--profile", action="store_true", help="py-spy the servers at N=1000")
+    parser.add_argument("--profile", action="store_true", help="py-spy each paced phase")
+    parser.add_argument("--no-stall", action="store_true", help="skip the slow-client runs")
     args = parser.parse_args(argv)
     names = args.targets.split(",")
     wanted_n = {int(n) for n in args.n.split(",")}
     plan = [r for r in default_plan(args.full) if r.target in names and r.n in wanted_n]
     began, load = time.time(), os.getloadavg()
     results = []
+    stalls: list[dict[str, Any]] = []
     # Every server runs from the start, and each N runs on all of them in turn, so the
     # figures compared in one ratio were taken minutes apart at most.
     targets = {name: TARGETS[name]() for name in names}
@@ -163,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 for run in (r for r in plan if r.target == name and r.n == n):
                     print(f"bench: {name} N={n} ...", file=sys.stderr, flush=True)
-                    sampled = args.profile and n >= 1000
+                    sampled = args.profile
                     profile = PROFILE_DIR / f"{name}-{n}.txt" if sampled else None
                     results.append(run_one(targets[name], run, profile))
+        if "project" in targets and not args.no_stall:
+            print("bench: project with stalled sockets ...", file=sys.stderr, flush=True)
+            project = targets["project"]
+            assert isinstance(project, ProjectTarget)
+            stalls = [run_stall(project, 0), run_stall(project, STALLED)]
     finally:
         for target in targets.values():
             target.stop()
@@ -174,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"elapsed": elapsed, "cores": os.cpu_count(), "load_before": load}
     meta["load_after"] = os.getloadavg()
-    out.write_text(json.dumps({**meta, "results": results}, indent=1))
+    out.write_text(json.dumps({**meta, "results": results, "stalls": stalls}, indent=1))
     print(report.table(results))
+    if stalls:
+        print()
+        print(report.stall_table(stalls))
     print()
     print(report.targets(results))
     print(

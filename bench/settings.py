@@ -1,11 +1,13 @@
 """Settings of this project under benchmark: the base settings, quiet, no DEBUG."""
 
 from settings.base import *  # noqa: F403
-from settings.base import LOGGING, env
+from settings.base import INSTALLED_APPS, LOGGING, env
 
 SECRET_KEY = env("SECRET_KEY", default="bench-only-secret-key")
 DEBUG = False
 LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")
+# The example app's boards carry large payloads: bench/stall.py stalls sockets with them.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.exampleapp"]
 
 # Analysis only (docs/benchmarks.md): `make bench` never sets BENCH_VARIANT.
 _VARIANT = env("BENCH_VARIANT", default="")

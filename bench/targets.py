@@ -67,8 +67,12 @@ class Target:
 
     def write(self, series: str, count: int, rate: float, base: int) -> list[list[float]]:
         """Runs the writer process; returns its records."""
+        return self.write_args([*WRITER, *self.writer_args(series)], count, rate, base)
+
+    def write_args(self, args: list[str], count: int, rate: float, base: int) -> list[list[float]]:
+        """Runs a writer command line (before COUNT RATE BASE); returns its records."""
         result = subprocess.run(
-            [*WRITER, *self.writer_args(series), str(count), str(rate), str(base)],
+            [*args, str(count), str(rate), str(base)],
             cwd=ROOT,
             env=self.env(),
             capture_output=True,
