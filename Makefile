@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-sqlite test-postgres lint fmt bench stress soak clean
+.PHONY: help venv run test test-sqlite test-postgres lint fmt bench stress soak storm clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ stress: venv ## Convergence stress run: 4 writers x 1,000 writes
 
 soak: venv ## Soak: 1,000 subscribers, 50 writes/s for 60 s, 5% reconnecting
 	$(PY) -m bench.soak
+
+storm: venv ## Connection storm: 1,000 clients connect and subscribe at once
+	$(PY) -m bench.storm
 
 clean: ## Remove the venv, databases and run files
 	rm -rf $(VENV) .run db.sqlite3* .test-db.sqlite3* .pytest_cache artifacts
