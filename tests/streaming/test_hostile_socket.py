@@ -38,8 +38,10 @@ async def write(series: Series, value: float) -> None:
     await sync_to_async(Metric.objects.create)(series=series, timestamp=TUESDAY, value=value)
 
 
-async def drain(ws: websockets.ClientConnection) -> None:
-    """Reads frames until the connection closes (then raises ConnectionClosed)."""
+async def send_then_drain(ws: websockets.ClientConnection, frames: list[str | bytes]) -> None:
+    """Sends the frames, then reads until the connection closes (raising ConnectionClosed)."""
+    for frame in frames:
+        await ws.send(frame)
     while True:
         await ws.recv()
 
@@ -211,10 +213,8 @@ async def test_hostile_clients_leave_the_server_and_other_clients_working(series
 
     async def closed_with(frames: list[str | bytes]) -> int:
         async with websockets.connect(daphne.ws_url, origin=ORIGIN, max_size=None) as ws:
-            for frame in frames:
-                await ws.send(frame)
             with pytest.raises(websockets.ConnectionClosed):
-                await asyncio.wait_for(drain(ws), 10)
+                await asyncio.wait_for(send_then_drain(ws, frames), 10)
             return ws.close_code
 
     garbage = ["{", b"\x00", "[]", '{"action": 1}', '{"action": "subscribe", "params": 1}']
