@@ -22,8 +22,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 weeks = st.sampled_from(["2026-W48", "2026-W53", "2026-W99", "1-W01", "9999-W52"]) | json_values
