@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "streaming",
     "metrics",
 ]
@@ -172,6 +173,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Live metrics API",
     "DESCRIPTION": "Series and metrics; every write is broadcast live over /ws/stream/.",
     "VERSION": "1.0.0",
+    # Swagger UI's files come from the sidecar package, not a CDN: /api/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # LOGGING

@@ -5,6 +5,7 @@ honoured by the API under schemathesis's generated requests (no 500s, conforming
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -105,6 +106,11 @@ def test_schema_and_swagger_ui_are_served(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+    # Served from this site (the sidecar package), so the page works offline.
+    assert b"cdn.jsdelivr.net" not in docs.content
+    bundle = re.search(rb'src="(/static/[^"]*swagger-ui-bundle\.js)"', docs.content)
+    assert bundle, docs.content.decode()
+    assert client.get(bundle[1].decode()).status_code == 200
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
