@@ -3,7 +3,9 @@ Fast, flow-controlled fan-out to daphne's sockets.
 
 Under daphne each update is framed once (autobahn's PreparedMessage) and the same bytes
 are written to every socket's Twisted transport, skipping the per-socket ASGI send chain
-(session wrapper, daphne's reply dispatch, UTF-8 encoding, framing, debug formatting).
+(session wrapper, daphne's reply dispatch, UTF-8 encoding, framing, debug formatting);
+a socket with nothing queued gets them at once, without a trip through the reactor,
+unless updates come in a burst: then Twisted sends each socket's frames together.
 
 A socket whose transport holds more than STREAMING["SOCKET_BUFFER_BYTES"] unsent bytes (a
 client that stopped reading) gets nothing more until it drains: meanwhile the hub keeps
@@ -44,13 +46,26 @@ class Wire:
         t = self.transport
         return len(t.dataBuffer) - t.offset + t._tempDataLen
 
-    def write(self, frame: PreparedMessage) -> None:
-        """Writes a prepared frame, exactly as autobahn's sendPreparedMessage would."""
+    def write(self, frame: PreparedMessage, eager: bool = True) -> None:
+        """
+        Writes a prepared frame: the bytes autobahn's sendPreparedMessage would send.
+        Not `eager`, it joins Twisted's buffer, to leave with whatever follows it soon.
+        """
         if self.protocol.send_queue:
             # autobahn is in the middle of a queued (synchronous) send: let it order ours.
             self.protocol.sendPreparedMessage(frame)
-        else:
-            self.transport.write(frame.payloadHybi)
+            return
+        data = frame.payloadHybi
+        t = self.transport
+        if eager and self.backlog() == 0 and t.connected and not t.disconnecting:
+            # Nothing queued: send now, as asyncio's transports do, instead of Twisted's
+            # register-writer, wait-for-writable, send, unregister (3 more syscalls).
+            sent = t.writeSomeData(data)
+            if isinstance(sent, int):
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        t.write(data)
 
 
 def wire_for(owner: object) -> Wire | None:
@@ -68,7 +83,8 @@ def wire_for(owner: object) -> Wire | None:
             protocol = send.args[0] if send.args else None
             if isinstance(protocol, WebSocketProtocol) and hasattr(protocol, "transport"):
                 transport = protocol.transport
-                if all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+                needed = ("dataBuffer", "offset", "_tempDataLen", "writeSomeData", "disconnecting")
+                if all(hasattr(transport, a) for a in needed):
                     return Wire(protocol)
             return None
         send = getattr(getattr(send, "__self__", None), "real_send", None)
