@@ -26,6 +26,7 @@ class Phase:
     span: float = 0.0
     last_reflected: float | None = None
     lag: float | None = None
+    waited: float = 0.0
     cpu_seconds: float = 0.0
     post_commit: list[float] = field(default_factory=list)
 
@@ -46,6 +47,7 @@ class Phase:
             "post_commit_p99": percentile(post, 0.99),
             "total": self.last_reflected,
             "lag": self.lag,
+            "waited": self.waited,
         }
 
 
@@ -81,6 +83,7 @@ def phase(
             out.latencies.append(times[k] - committed)
             if value == last_value:
                 finished.append(times[k])
+    out.waited = cutoff - first_commit
     in_phase = [t for t in received if first_commit <= t <= cutoff]
     out.deliveries = len(in_phase)
     out.span = (max(in_phase) - first_commit) if in_phase else 0.0
