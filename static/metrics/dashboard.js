@@ -97,6 +97,9 @@
       client.subscribe(canvas.dataset.stream, params, {
         onUpdate: function (payload, version) { live.update(payload, version); },
         onGone: function () { live.gone(); },
+        onRevoked: function () {
+          showNotice(canvas, "[data-error]", "Live updates stopped: you may no longer see this series.");
+        },
         onError: function (status, errors) {
           // The page was rendered from this series: a 404 now means it was deleted since.
           if (status === 404) { live.gone(); return; }

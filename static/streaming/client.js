@@ -34,6 +34,7 @@
     /**
      * Subscribes to a stream; handlers.onUpdate(payload, version, key) runs with the
      * snapshot and every newer update, handlers.onGone(key) once the key no longer exists,
+     * handlers.onRevoked(key) when the server withdraws it (logout, lost permission),
      * handlers.onError(status, errors) when the server refuses. Returns the subscription.
      */
     subscribe(stream, params, handlers) {
@@ -127,6 +128,16 @@
       if (message.action === "update" || message.action === "gone") {
         this.subscriptions.forEach((sub) => {
           if (sub.stream === message.stream && sub.key === message.key) this._apply(sub, message);
+        });
+        return;
+      }
+      if (message.action === "revoked") {
+        // The server stopped this key for this user (logout, lost permission): don't resubscribe.
+        this.subscriptions.forEach((sub) => {
+          if (sub.stream === message.stream && sub.key === message.key && !sub.gone) {
+            sub.gone = true;
+            if (sub.handlers.onRevoked) sub.handlers.onRevoked(message.key);
+          }
         });
         return;
       }

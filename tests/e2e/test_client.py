@@ -45,6 +45,7 @@ window.client = new StreamClient("ws://test/ws/stream/", {onStatus: s => log.pus
 window.subscribeLogged = (params) => client.subscribe("metrics.week", params, {
   onUpdate: (payload, version) => log.push(["update", version, payload]),
   onGone: (key) => log.push(["gone", key]),
+  onRevoked: (key) => log.push(["revoked", key]),
   onError: (status) => log.push(["error", status]),
 });
 """
@@ -201,3 +202,23 @@ async def test_not_found_on_resubscribe_means_gone(harness: Page):
         ["gone", "1:2026-W48"],
         ["error", 404],
     ]
+
+
+async def test_revoked_stops_the_key_for_good(harness: Page):
+    """Tests that `revoked` is reported once, and the key gets no updates nor resubscribes."""
+    await js(harness, "() => subscribeLogged({series: 'cpu'})")
+    await js(harness, "() => sockets.at(-1).open()")
+    await js(harness, reply(1, 1, [1.0]))
+    revoked = {"action": "revoked", "stream": "metrics.week", "key": "1:2026-W48"}
+    await js(harness, "m => sockets.at(-1).push(m)", revoked)
+    await js(harness, push("update", 2, [2.0]))
+    assert await log(harness) == [
+        ["status", "connecting"],
+        ["status", "connected"],
+        ["update", 1, [1.0]],
+        ["revoked", "1:2026-W48"],
+    ]
+    await js(harness, "() => sockets.at(-1).drop()")
+    await js(harness, "() => fire()")
+    await js(harness, "() => sockets.at(-1).open()")
+    assert await js(harness, "() => sockets.at(-1).sent") == []
