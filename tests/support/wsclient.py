@@ -79,3 +79,5 @@ class StreamSubscriber:
                     self.changed.set()
             elif message.get("request_id") in self._replies:
                 self._replies.pop(message["request_id"]).set_result(message)
+            # Predicates may look at any message (`received`), not only at state changes.
+            self.changed.set()
