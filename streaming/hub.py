@@ -157,8 +157,10 @@ class Hub:
         )
         limit = streaming_settings.SOCKET_BUFFER_BYTES
         eager = self.loop.time() - self._last_fanout > BURST_GAP_SECONDS
-        for member in list(members.values()):
+        skipped = set()
+        for owner, member in list(members.items()):
             if version <= member.version:
+                skipped.add(owner)
                 continue
             wire = member.wire
             if not member.ready or (wire is not None and wire.backlog() > limit):
@@ -176,9 +178,12 @@ class Hub:
                 logger.debug("streaming: send to a closing socket failed", exc_info=True)
         self._last_fanout = self.loop.time()
         if message["gone"]:
-            # Nothing more will come for this key: forget it here too.
+            # Nothing more will come for this key: forget it here too. A socket that skipped
+            # this frame holds a snapshot read before it, tagged with the same version: the
+            # delete that made it gone is sent again at a higher version, so it stays.
             for owner in list(members):
-                await self.leave(owner, message["stream"], message["key"])
+                if owner not in skipped:
+                    await self.leave(owner, message["stream"], message["key"])
 
     def _hold(self, member: Member, message: dict[str, Any]) -> None:
         """Keeps `message` as the member's newest unsent update (latest-wins)."""

@@ -5,6 +5,7 @@ help from metrics/: subscribe, save, move, bulk update, permission and gone, end
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,9 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission, User
 
+from streaming import messages
 from streaming.consumers import StreamConsumer
+from streaming.hub import get_hub
 from tests.exampleapp.models import Board, Note
 from tests.exampleapp.streams import BOARD_STREAM
 from tests.support.processes import run_script
@@ -189,3 +192,29 @@ async def test_orm_script_in_another_process_reaches_daphne_subscriber(daphne, u
     await client.wait_for(lambda c: c.payload(key)["notes"] != [])
     assert [n["text"] for n in client.payload(key)["notes"]] == ["from a script"]
     await client.close()
+
+
+async def test_a_gone_frame_with_the_snapshots_version_does_not_end_the_subscription():
+    """
+    Tests that a socket whose snapshot carries version V keeps its subscription when a gone
+    frame of version V arrives (that payload was read after the snapshot), and gets the
+    gone frame that follows at V + 1.
+    """
+    hub = get_hub()
+    received: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        received.append(json.loads(event["text"]))
+
+    owner = object()
+    member = await hub.join(owner, send, BOARD_STREAM, "1")
+    await hub.ready(member, 5)
+    group = messages.group_name(BOARD_STREAM, "1")
+
+    await hub.fanout(messages.update_message(BOARD_STREAM, "1", 5, None))
+    assert received == []
+    assert owner in hub.groups[group]
+
+    await hub.fanout(messages.update_message(BOARD_STREAM, "1", 6, None))
+    assert received == [{"action": "gone", "stream": BOARD_STREAM, "key": "1", "version": 6}]
+    assert group not in hub.groups
