@@ -34,9 +34,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # DATABASES
 # ------------------------------------------------------------------------------
 # https://docs.djangoproject.com/en/5.2/ref/settings/#databases
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-}
+# An empty DATABASE_URL means the default too, as it does for REDIS_URL.
+DATABASE_URL = env("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # One request, one transaction: a failed write leaves nothing half-done, and broadcasts
 # wait for the request's commit.
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
