@@ -33,9 +33,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Seconds between looks at sockets whose send buffer was full.
 DRAIN_POLL_SECONDS = 0.05
-# An update this soon after the previous fan-out is part of a burst: its frames wait for
-# the reactor, which then sends each socket's queued frames in one go.
-BURST_GAP_SECONDS = 0.005
 
 
 class Member:
@@ -72,7 +69,6 @@ class Hub:
         # Sockets over their send-buffer limit, with the members holding an update for them.
         self._stalled: dict[Wire, set[Member]] = {}
         self._drainer: asyncio.Task[None] | None = None
-        self._last_fanout = 0.0
 
     async def start(self) -> None:
         """Creates the hub's channel and starts its receive and heartbeat tasks."""
@@ -156,7 +152,6 @@ class Hub:
             len(members),
         )
         limit = streaming_settings.SOCKET_BUFFER_BYTES
-        eager = self.loop.time() - self._last_fanout > BURST_GAP_SECONDS
         skipped = set()
         for owner, member in list(members.items()):
             if version <= member.version:
@@ -169,14 +164,13 @@ class Hub:
             member.version = version
             if wire is not None:
                 if wire.open:
-                    wire.write(frame_of(message), eager)
+                    wire.write(frame_of(message))
                 continue
             try:
                 await member.send(out)
             except Exception:
                 stats.add("dropped", message["stream"])
                 logger.debug("streaming: send to a closing socket failed", exc_info=True)
-        self._last_fanout = self.loop.time()
         if message["gone"]:
             # Nothing more will come for this key: forget it here too. A socket that skipped
             # this frame holds a snapshot read before it, tagged with the same version: the

@@ -4,8 +4,7 @@ Fast, flow-controlled fan-out to daphne's sockets.
 Under daphne each update is framed once (autobahn's PreparedMessage) and the same bytes
 are written to every socket's Twisted transport, skipping the per-socket ASGI send chain
 (session wrapper, daphne's reply dispatch, UTF-8 encoding, framing, debug formatting);
-a socket with nothing queued gets them at once, without a trip through the reactor,
-unless updates come in a burst: then Twisted sends each socket's frames together.
+a socket with nothing queued gets them at once, without a trip through the reactor.
 
 A socket whose transport holds more than STREAMING["SOCKET_BUFFER_BYTES"] unsent bytes (a
 client that stopped reading) gets nothing more until it drains: meanwhile the hub keeps
@@ -46,18 +45,15 @@ class Wire:
         t = self.transport
         return len(t.dataBuffer) - t.offset + t._tempDataLen
 
-    def write(self, frame: PreparedMessage, eager: bool = True) -> None:
-        """
-        Writes a prepared frame: the bytes autobahn's sendPreparedMessage would send.
-        Not `eager`, it joins Twisted's buffer, to leave with whatever follows it soon.
-        """
+    def write(self, frame: PreparedMessage) -> None:
+        """Writes a prepared frame: the bytes autobahn's sendPreparedMessage would send."""
         if self.protocol.send_queue:
             # autobahn is in the middle of a queued (synchronous) send: let it order ours.
             self.protocol.sendPreparedMessage(frame)
             return
         data = frame.payloadHybi
         t = self.transport
-        if eager and self.backlog() == 0 and t.connected and not t.disconnecting:
+        if self.backlog() == 0 and t.connected and not t.disconnecting:
             # Nothing queued: send now, as asyncio's transports do, instead of Twisted's
             # register-writer, wait-for-writable, send, unregister (3 more syscalls).
             sent = t.writeSomeData(data)
