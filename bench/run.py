@@ -9,6 +9,7 @@ python -m bench.run [--full] [--repeat K] [--profile] [--no-stall] [--targets ra
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -27,6 +28,7 @@ from bench.targets import ROOT, TARGETS, ProjectTarget, Target
 WRITES, RATE, BURST, BASE_BURST = 200, 50.0, 200, 10_000
 PROFILE_DIR = ROOT / "artifacts" / "profiles"
 CLIENT = [sys.executable, "-m", "bench.clients"]
+_RUNS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def ask(procs: list[subprocess.Popen[str]], line: str) -> list[str]:
 
 def run_one(target: Target, run: Run, profile: Path | None = None) -> dict[str, Any]:
     """Connects N clients, runs the paced and burst phases; returns the figures."""
-    series = f"bench-n{run.n}"
+    series = f"bench-n{run.n}-{next(_RUNS)}"
     target.prepare(series)
     rss_before = target.process.memory_info().rss
     count = client_processes(run.n)
