@@ -31,6 +31,9 @@ class Series(models.Model):
     )
     is_public = models.BooleanField(default=True, help_text="Anonymous visitors may see it.")
 
+    # Bulk writes re-send the series' subscribed keys too.
+    objects = StreamingManager()
+
     class Meta:
         ordering = ["slug"]
         verbose_name_plural = "series"

@@ -106,6 +106,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 # Serve straight from the source folders when nothing was collected (dev, tests).
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
+# Serving from the sources, there is no collected root to look for (nor to warn about).
+WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
 
 # SECURITY
 # ------------------------------------------------------------------------------
@@ -152,8 +154,9 @@ CHANNEL_LAYERS, STREAMING = channel_settings(REDIS_URL)
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: an unauthenticated request then gets 401 with WWW-Authenticate.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.DjangoModelPermissionsOrAnonReadOnly",

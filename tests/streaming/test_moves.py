@@ -186,3 +186,13 @@ async def test_deleting_a_series_sends_gone_to_its_subscribers(series):
     # Gone is final: nothing more comes for those keys.
     assert await socket.quiet(0.3)
     await socket.close()
+
+
+async def test_bulk_update_of_series_resends_their_subscribed_weeks(series):
+    """Tests that Series.objects.update() re-sends the subscribed weeks of every series it hit."""
+    cpu, mem = series["cpu"], series["mem"]
+    socket = await subscribed(("cpu", W48), ("mem", W48))
+    await Series.objects.filter(pk__in=[cpu.pk, mem.pk]).aupdate(unit="units")
+    newest = await latest(socket, {week_key(s.pk, W48): await db_week(s, W48) for s in (cpu, mem)})
+    assert {frame["payload"]["unit"] for frame in newest.values()} == {"units"}
+    await socket.close()
