@@ -30,6 +30,9 @@ logger = logging.getLogger("streaming.publish")
 
 Item = tuple[str, "str | AllKeys"]
 
+# Seconds without work after which the sender closes its database connections.
+_IDLE_SECONDS = 2.0
+
 
 class Publisher:
     """A process's sender thread and the keys waiting for it."""
@@ -43,6 +46,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._exit_registered = False
+        self._close_requests: list[threading.Event] = []
 
     def enqueue(self, items: list[tuple[str, str | AllKeys, str]]) -> None:
         """Queues (stream, key, using) items for sending; never raises."""
@@ -70,6 +74,16 @@ class Publisher:
                 self._cond.wait(remaining)
         return True
 
+    def close_connections(self, timeout: float = 5.0) -> None:
+        """Makes the sender thread close its database connections now (e.g. before a drop)."""
+        done = threading.Event()
+        with self._cond:
+            if not self._alive():
+                return
+            self._close_requests.append(done)
+            self._cond.notify_all()
+        done.wait(timeout)
+
     def _alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
 
@@ -90,10 +104,19 @@ class Publisher:
         loop = asyncio.new_event_loop()
         while True:
             with self._cond:
-                while not self._pending:
-                    self._cond.wait()
+                if not self._pending and not self._close_requests:
+                    self._cond.wait(_IDLE_SECONDS)
+                closers, self._close_requests = self._close_requests, []
                 batch, self._pending = self._pending, {}
-                self._busy = True
+                self._busy = bool(batch)
+            if not batch or closers:
+                # Idle (or asked): give the connections back, so none sits open for nothing
+                # and a test database can be dropped. Connections are per thread: only ours.
+                connections.close_all()
+                for done in closers:
+                    done.set()
+            if not batch:
+                continue
             failed: dict[Item, tuple[str, float]] = {}
             try:
                 failed = self._send(loop, batch)

@@ -5,10 +5,13 @@ else a private redis-server this suite starts. Without one, those tests fail, ne
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from streaming.publish import publisher
 from tests.support.processes import DaphneServer
@@ -52,6 +55,15 @@ def use_redis(settings, redis_url: str) -> str:
     """Makes this process broadcast through the real Redis; returns its URL."""
     settings.CHANNEL_LAYERS, settings.STREAMING = redis_settings(redis_url)
     return redis_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_publisher_connections(django_db_setup) -> Iterator[None]:
+    """Closes the sender thread's and async tests' connections before the database is dropped."""
+    yield
+    publisher.close_connections()
+    # Async tests' ORM calls run in asgiref's shared sync thread: close its connections too.
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture(autouse=True)
