@@ -152,20 +152,23 @@ class Hub:
             len(members),
         )
         limit = streaming_settings.SOCKET_BUFFER_BYTES
+        frame = frame_of(message)
         skipped = set()
         for owner, member in list(members.items()):
             if version <= member.version:
                 skipped.add(owner)
                 continue
             wire = member.wire
-            if not member.ready or (wire is not None and wire.backlog() > limit):
+            if not member.ready:
                 self._hold(member, message)
                 continue
-            member.version = version
             if wire is not None:
-                if wire.open:
-                    wire.write(frame_of(message))
+                if wire.offer(frame, limit):
+                    member.version = version
+                else:
+                    self._hold(member, message)
                 continue
+            member.version = version
             try:
                 await member.send(out)
             except Exception:

@@ -21,6 +21,7 @@ from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 
+_OPEN = WebSocketProtocol.STATE_OPEN
 # How many wrappers around daphne's send to look through (channels' session middleware
 # adds one).
 _MAX_WRAPPERS = 4
@@ -38,22 +39,38 @@ class Wire:
     @property
     def open(self) -> bool:
         """Returns whether the socket still takes data messages."""
-        return self.protocol.state == WebSocketProtocol.STATE_OPEN
+        return self.protocol.state == _OPEN
 
     def backlog(self) -> int:
         """Returns how many bytes wait in the transport's user-space send buffer."""
         t = self.transport
         return len(t.dataBuffer) - t.offset + t._tempDataLen
 
+    def offer(self, frame: PreparedMessage, limit: int) -> bool:
+        """
+        Writes a frame unless more than `limit` bytes already wait; returns False then.
+        A closing socket takes nothing and returns True: there is nothing to keep for it.
+        """
+        t = self.transport
+        queued = len(t.dataBuffer) - t.offset + t._tempDataLen
+        if queued > limit:
+            return False
+        if self.protocol.state == _OPEN:
+            self._write(frame, queued)
+        return True
+
     def write(self, frame: PreparedMessage) -> None:
         """Writes a prepared frame: the bytes autobahn's sendPreparedMessage would send."""
+        self._write(frame, self.backlog())
+
+    def _write(self, frame: PreparedMessage, queued: int) -> None:
         if self.protocol.send_queue:
             # autobahn is in the middle of a queued (synchronous) send: let it order ours.
             self.protocol.sendPreparedMessage(frame)
             return
         data = frame.payloadHybi
         t = self.transport
-        if self.backlog() == 0 and t.connected and not t.disconnecting:
+        if queued == 0 and t.connected and not t.disconnecting:
             # Nothing queued: send now, as asyncio's transports do, instead of Twisted's
             # register-writer, wait-for-writable, send, unregister (3 more syscalls).
             sent = t.writeSomeData(data)
