@@ -159,6 +159,9 @@ def targets(results: list[dict[str, Any]]) -> str:
         if not (project and dcrf):
             continue
         for name, get in FIGURES:
+            if name == "lag":
+                # A diagnostic (the broadcast's share of the burst), not one of the issue's.
+                continue
             ours, theirs, limit = get(project), get(dcrf), get(raw) if raw else None
             if ours is None or theirs is None:
                 continue
