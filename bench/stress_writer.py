@@ -64,7 +64,7 @@ class Writer:
 
     def write(self) -> set[tuple[str, str]]:
         """Makes one random write; returns the keys it changed."""
-        from django.db import transaction
+        from django.db import IntegrityError, transaction
 
         from metrics.models import Metric
 
@@ -84,15 +84,20 @@ class Writer:
             metric = self.held.pop(self.rng.randrange(len(self.held)))
             old = {self.key_of(metric)}
         self.held = (self.held + picked)[-8:]
-        if kind == "update":
-            metric.value = self.value()
-            metric.save()
-            return old
-        if kind == "move":
-            metric.series, metric.timestamp = self.at(target)
-            with transaction.atomic():
+        try:
+            if kind == "update":
+                metric.value = self.value()
                 metric.save()
-            return old | {target}
+                return old
+            if kind == "move":
+                metric.series, metric.timestamp = self.at(target)
+                with transaction.atomic():
+                    metric.save()
+                return old | {target}
+        except IntegrityError:
+            # Two writers saved the same stale instance of a deleted row: Django re-inserts
+            # it with its old pk, and the second insert loses. Nothing changed for this one.
+            return set()
         if kind == "delete":
             metric.delete()
             return old
