@@ -10,10 +10,10 @@ import contextlib
 import random
 from typing import Any
 
-from tests.support.wsclient import StreamSubscriber
+from tests.support.wsclient import KeyState, StreamSubscriber
 
 
-class ReconnectingSubscriber:
+class ReconnectingSubscriber(KeyState):
     """Keeps `subscriptions` (stream, params) alive on `url`; holds the newest state per key."""
 
     def __init__(
@@ -27,8 +27,7 @@ class ReconnectingSubscriber:
         self.subscriptions = subscriptions
         self.min_delay = min_delay
         self.max_delay = max_delay
-        self.state: dict[str, tuple[int, dict[str, Any] | None]] = {}
-        self.changed = asyncio.Event()
+        super().__init__()
         self.keys: list[str] = []
         self.sessions = 0
         self.delays: list[float] = []
@@ -46,17 +45,6 @@ class ReconnectingSubscriber:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-    def payload(self, key: str) -> dict[str, Any] | None:
-        """Returns the newest payload held for `key`."""
-        return self.state[key][1]
-
-    async def wait_for(self, predicate: Any, timeout: float = 10) -> None:
-        """Waits until predicate(self) is true."""
-        async with asyncio.timeout(timeout):
-            while not predicate(self):
-                self.changed.clear()
-                await self.changed.wait()
 
     @staticmethod
     async def _unless_closed(client: StreamSubscriber, request: Any) -> Any:

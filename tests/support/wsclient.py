@@ -12,19 +12,37 @@ import websockets
 ORIGIN = "http://127.0.0.1"
 
 
-class StreamSubscriber:
+class KeyState:
+    """The newest (version, payload) per key a client holds, and a way to wait on it."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, tuple[int, dict[str, Any] | None]] = {}
+        self.changed = asyncio.Event()
+
+    def payload(self, key: str) -> dict[str, Any] | None:
+        """Returns the newest payload applied for `key`."""
+        return self.state[key][1]
+
+    async def wait_for(self, predicate: Any, timeout: float = 10) -> None:
+        """Waits until predicate(self) is true."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self.changed.clear()
+                await self.changed.wait()
+
+
+class StreamSubscriber(KeyState):
     """Connects to /ws/stream/, subscribes, and keeps the newest payload per key."""
 
     def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.url = url
         self.headers = headers or {}
         self.socket: Any = None
-        self.state: dict[str, tuple[int, dict[str, Any] | None]] = {}
         self.received: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._replies: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self.changed = asyncio.Event()
 
     async def connect(self) -> StreamSubscriber:
         """Opens the socket (with an Origin header, as AllowedHostsOriginValidator wants)."""
@@ -56,17 +74,6 @@ class StreamSubscriber:
             self.state[data["key"]] = (data["version"], data["payload"])
             self.changed.set()
         return reply
-
-    def payload(self, key: str) -> dict[str, Any] | None:
-        """Returns the newest payload applied for `key`."""
-        return self.state[key][1]
-
-    async def wait_for(self, predicate: Any, timeout: float = 10) -> None:
-        """Waits until predicate(self) is true."""
-        async with asyncio.timeout(timeout):
-            while not predicate(self):
-                self.changed.clear()
-                await self.changed.wait()
 
     async def _read(self) -> None:
         async for text in self.socket:
