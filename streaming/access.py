@@ -47,9 +47,31 @@ def revoked_keys(user: Any, subscriptions: Iterable[tuple[str, str]]) -> list[tu
     return lost
 
 
-def recheck(
-    scope: Mapping[str, Any], subscriptions: Iterable[tuple[str, str]]
-) -> tuple[Any, list[tuple[str, str]]]:
-    """Returns the scope's current user and the subscriptions it lost (one thread hop)."""
-    user = session_user(scope)
-    return user, revoked_keys(user, subscriptions)
+def recheck_many(
+    work: Iterable[tuple[Mapping[str, Any], list[tuple[str, str]]]],
+) -> list[tuple[Any, list[tuple[str, str]]]]:
+    """
+    Returns, for each (scope, subscriptions), the scope's current user and the subscriptions
+    it lost. Each session is read once and each (user, key) permission run once.
+    """
+    users: dict[str, Any] = {}
+    allowed: dict[tuple[Any, str, str], bool] = {}
+    results = []
+    for scope, subscriptions in work:
+        session_key = getattr(scope.get("session"), "session_key", None)
+        if session_key:
+            if session_key not in users:
+                users[session_key] = session_user(scope)
+            user = users[session_key]
+        else:
+            user = session_user(scope)
+        # Permissions depend on who the user is, not on which socket asks.
+        who = user.pk if user.is_authenticated else None
+        lost = []
+        for stream_name, key in subscriptions:
+            if (who, stream_name, key) not in allowed:
+                allowed[(who, stream_name, key)] = not revoked_keys(user, [(stream_name, key)])
+            if not allowed[(who, stream_name, key)]:
+                lost.append((stream_name, key))
+        results.append((user, lost))
+    return results

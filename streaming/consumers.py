@@ -5,10 +5,8 @@ pushed by the process's hub (docs/protocol.md). Limits and close codes: docs/sec
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +33,7 @@ from streaming.limits import (
     FloodGuard,
     too_large,
 )
+from streaming.rechecks import get_rechecker
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 
 logger = logging.getLogger("streaming.consumers")
@@ -68,15 +67,12 @@ class StreamConsumer(AsyncAPIConsumer):
             streaming_settings.RATE_BURST,
             streaming_settings.RATE_STRIKES,
         )
-        self.rechecker: asyncio.Task[None] | None = None
         self.closing = False
         await super().websocket_connect(message)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Called when the connection closes: leaves every subscribed key."""
-        rechecker = getattr(self, "rechecker", None)
-        if rechecker is not None:
-            rechecker.cancel()
+        get_rechecker().forget(self)
         for stream, key in list(getattr(self, "subscriptions", {})):
             await self.hub.leave(self, stream, key)
         await super().websocket_disconnect(message)
@@ -155,7 +151,7 @@ class StreamConsumer(AsyncAPIConsumer):
         stream, key = await self._resolve(content)
         if not await database_sync_to_async(self._may_subscribe)(stream, key):
             raise PermissionDenied("You may not subscribe to this stream.")
-        self._forget_gone()
+        self.forget_gone()
         if (stream.name, key) not in self.subscriptions and (
             len(self.subscriptions) >= streaming_settings.MAX_SUBSCRIPTIONS
         ):
@@ -176,7 +172,7 @@ class StreamConsumer(AsyncAPIConsumer):
         data = {"stream": stream.name, "key": key, "version": version, "payload": payload}
         await self.reply(action=action, data=data, status=200, request_id=request_id)
         await self.hub.ready(member, version)
-        self._start_rechecks()
+        get_rechecker().watch(self)
 
     @action()
     async def unsubscribe(
@@ -205,39 +201,14 @@ class StreamConsumer(AsyncAPIConsumer):
         if self.subscriptions.pop((stream, key), None) is not None:
             await self.hub.leave(self, stream, key)
 
-    def _forget_gone(self) -> None:
+    def forget_gone(self) -> None:
         """Drops subscriptions the hub ended (their object was deleted: `gone` was sent)."""
         for stream, key in list(self.subscriptions):
             if self not in self.hub.groups.get(messages.group_name(stream, key), ()):
                 del self.subscriptions[(stream, key)]
 
-    def _start_rechecks(self) -> None:
-        if self.rechecker is None or self.rechecker.done():
-            self.rechecker = asyncio.get_running_loop().create_task(self._recheck_forever())
-
-    async def _recheck_forever(self) -> None:
-        """
-        Every RECHECK_SECONDS, re-reads the session's user and re-runs each subscribed key's
-        permission; a key no longer allowed is dropped and the client told `revoked`.
-        """
-        interval = streaming_settings.RECHECK_SECONDS
-        # A random phase spreads the re-checks of many connections over the interval.
-        await asyncio.sleep(interval * random.random())
-        while True:
-            try:
-                await self.recheck()
-            except Exception:
-                logger.exception("streaming: permission re-check failed; retrying")
-            await asyncio.sleep(interval)
-
-    async def recheck(self) -> None:
-        """Re-checks this connection's subscriptions now (see _recheck_forever)."""
-        self._forget_gone()
-        if not self.subscriptions:
-            return
-        user, lost = await database_sync_to_async(access.recheck)(
-            self.scope, list(self.subscriptions)
-        )
+    async def revoke(self, user: Any, lost: list[tuple[str, str]]) -> None:
+        """Called by the re-checker: records the current user, drops and reports lost keys."""
         self.scope["user"] = user
         for stream, key in lost:
             if (stream, key) in self.subscriptions:
