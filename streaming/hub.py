@@ -11,9 +11,7 @@ reading gets the newest update per key once it drains (streaming/wire.py).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +21,7 @@ from channels.layers import get_channel_layer
 
 from streaming import messages
 from streaming.conf import streaming_settings, version_store
+from streaming.heartbeat import Heartbeat
 from streaming.registry import StreamNotFound, get_stream
 from streaming.stats import stats
 from streaming.wire import Wire, frame_of, wire_for
@@ -63,9 +62,7 @@ class Hub:
         self._controls: set[str] = set()
         self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self._beats_sent: dict[int, float] = {}
-        self._lost_at_seq: int | None = None
-        self.last_beat = 0.0
+        self.heartbeat: Heartbeat | None = None
         # Sockets over their send-buffer limit, with the members holding an update for them.
         self._stalled: dict[Wire, set[Member]] = {}
         self._drainer: asyncio.Task[None] | None = None
@@ -76,9 +73,10 @@ class Hub:
             if self.channel is not None:
                 return
             self.channel = await self.layer.new_channel("streaming.hub.")
+            self.heartbeat = Heartbeat(self.layer, self.channel, self._rejoin_and_resync)
             self._tasks = [
                 self.loop.create_task(self._receive()),
-                self.loop.create_task(self._heartbeat()),
+                self.loop.create_task(self.heartbeat.run()),
             ]
 
     async def join(self, owner: object, send: Send, stream: str, key: str) -> Member:
@@ -243,55 +241,15 @@ class Hub:
                     self.loop.create_task(
                         self._guard(self.refresh(message["stream"], message["prefix"]))
                     )
-                elif kind == "stream.heartbeat":
-                    self._beat(message["seq"])
+                elif kind == "stream.heartbeat" and self.heartbeat is not None:
+                    recovery = self.heartbeat.received(message["seq"])
+                    if recovery is not None:
+                        self.loop.create_task(self._guard(recovery))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("streaming: hub receive failed")
                 await asyncio.sleep(0.5)
-
-    async def _heartbeat(self) -> None:
-        """Sends itself a message through the layer; a lost one means a resync is due."""
-        assert self.channel is not None
-        digest = hashlib.blake2b(self.channel.encode(), digest_size=8).hexdigest()
-        group = f"streaming.hb.{digest}"
-        interval = streaming_settings.HEARTBEAT_SECONDS
-        timeout = max(4 * interval, 2.0)
-        seq = 0
-        while True:
-            try:
-                await self.layer.group_add(group, self.channel)
-                break
-            except Exception:
-                await asyncio.sleep(interval)
-        while True:
-            await asyncio.sleep(interval)
-            seq += 1
-            now = time.monotonic()
-            # Recorded before sending: the echo may arrive before group_send returns.
-            self._beats_sent[seq] = now
-            beat = {"type": "stream.heartbeat", "seq": seq}
-            try:
-                await asyncio.wait_for(self.layer.group_send(group, beat), timeout)
-            except Exception:
-                self._lost(seq)
-            if any(now - sent > timeout for sent in self._beats_sent.values()):
-                self._beats_sent.clear()
-                self._lost(seq)
-
-    def _lost(self, seq: int) -> None:
-        if self._lost_at_seq is None:
-            logger.warning("streaming: channel layer lost messages; resync once it is back")
-            self._lost_at_seq = seq
-
-    def _beat(self, seq: int) -> None:
-        self._beats_sent.pop(seq, None)
-        self.last_beat = time.monotonic()
-        if self._lost_at_seq is not None and seq > self._lost_at_seq:
-            self._lost_at_seq = None
-            logger.warning("streaming: channel layer is back; resyncing %d key(s)", len(self.keys))
-            self.loop.create_task(self._guard(self._rejoin_and_resync()))
 
     async def _rejoin_and_resync(self) -> None:
         # Group memberships may be gone with the old Redis (core layer): add them again.
