@@ -13,8 +13,10 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 
 # A counter that is missing (first use, or Redis restarted empty) starts from Redis's
 # clock in microseconds: always above any value handed out before, since no key is
@@ -51,12 +53,14 @@ class RedisVersionStore:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            # Blocking pool: a burst of subscribes waits for a connection instead of failing.
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=50, timeout=10
-            )
-            client = self._clients[loop] = aioredis.Redis(connection_pool=pool)
+            client = self._clients[loop] = self._connect()
         return client
+
+    def _connect(self) -> aioredis.Redis:
+        """Returns a new client for the running event loop."""
+        # Blocking pool: a burst of subscribes waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=50, timeout=10)
+        return aioredis.Redis(connection_pool=pool)
 
     async def next(self, stream: str, keys: Sequence[str]) -> list[int]:
         """Returns the next version of each key, in one round trip."""
@@ -69,6 +73,32 @@ class RedisVersionStore:
         """Returns the key's latest version handed out, or 0 if none is known."""
         value = await self._client().get(_name(stream, key))
         return int(value) if value is not None else 0
+
+
+class SentinelVersionStore(RedisVersionStore):
+    """Versions kept in the master that Redis Sentinel names; follows failovers."""
+
+    def __init__(
+        self,
+        sentinels: Sequence[tuple[str, int]],
+        master_name: str,
+        db: int = 0,
+        sentinel_kwargs: dict[str, Any] | None = None,
+        **connection_kwargs: Any,
+    ) -> None:
+        super().__init__(url=f"sentinel://{master_name}/{db}")
+        self.sentinels = [(host, int(port)) for host, port in sentinels]
+        self.master_name = master_name
+        self.db = db
+        self.sentinel_kwargs = sentinel_kwargs or {}
+        self.connection_kwargs = connection_kwargs
+
+    def _connect(self) -> aioredis.Redis:
+        """Returns a client of the current master, re-resolved by Sentinel on failover."""
+        sentinel = Sentinel(
+            self.sentinels, sentinel_kwargs=self.sentinel_kwargs, **self.connection_kwargs
+        )
+        return sentinel.master_for(self.master_name, db=self.db)
 
 
 class LocalVersionStore:
