@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import connect
 
-from tests.support.redis_server import RedisServer, free_port, wait_for_port
+from tests.support.redis_server import RedisServer, free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = "http://127.0.0.1"
@@ -105,12 +105,7 @@ class Site:
     def stop(self) -> None:
         """Stops daphne and Redis."""
         if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+            stop_process(self.server)
             self.server = None
         self.redis.stop()
         self.log.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support.redis_server import RedisServer, free_port, wait_for_port
+from tests.support.redis_server import RedisServer, free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITER = [sys.executable, "-m", "bench.writer"]
@@ -90,12 +90,7 @@ class Target:
     def stop(self) -> None:
         """Stops the server and Redis."""
         if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+            stop_process(self.server)
             self.server = None
         self.redis.stop()
         self.log.close()

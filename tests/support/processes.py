@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.db import connections
 
-from tests.support.redis_server import free_port, wait_for_port
+from tests.support.redis_server import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,12 +67,7 @@ class DaphneServer:
     def stop(self) -> None:
         """Stops daphne."""
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_process(self.process)
             self.process = None
 
 

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -27,6 +28,16 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"Nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """Asks a process to stop (SIGTERM), killing it if it has not within `timeout`."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
 
 
 class RedisServer:
