@@ -59,6 +59,8 @@ class Stream:
 
 _streams: dict[str, Stream] = {}
 _sources: dict[type[models.Model], list[tuple[Stream, Source]]] = {}
+# key_fields() per model, read on every save: rebuilt when streams change.
+_key_fields: dict[type[models.Model], tuple[str, ...]] = {}
 
 
 def register(stream: Stream) -> Stream:
@@ -73,6 +75,7 @@ def register(stream: Stream) -> Stream:
     for source in stream.sources:
         _sources.setdefault(source.model, []).append((stream, source))
         signals.observe(source.model)
+    _key_fields.clear()
     return stream
 
 
@@ -81,6 +84,7 @@ def unregister(name: str) -> None:
     stream = _streams.pop(name)
     for source in stream.sources:
         _sources[source.model] = [p for p in _sources[source.model] if p[0] is not stream]
+    _key_fields.clear()
 
 
 def get_stream(name: str) -> Stream:
@@ -103,7 +107,10 @@ def sources_for(model: type[models.Model]) -> list[tuple[Stream, Source]]:
 
 def key_fields(model: type[models.Model]) -> tuple[str, ...]:
     """Returns the attnames any stream's keys() reads on `model`."""
-    fields: dict[str, None] = {}
-    for _, source in sources_for(model):
-        fields.update(dict.fromkeys(source.fields))
-    return tuple(fields)
+    cached = _key_fields.get(model)
+    if cached is None:
+        fields: dict[str, None] = {}
+        for _, source in sources_for(model):
+            fields.update(dict.fromkeys(source.fields))
+        cached = _key_fields[model] = tuple(fields)
+    return cached
