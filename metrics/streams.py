@@ -12,7 +12,7 @@ from typing import Any
 
 import streaming
 from metrics.models import Metric, Series
-from metrics.selectors import can_view_series, series_week
+from metrics.selectors import can_view_series, series_by_pk, series_week
 from metrics.weeks import IsoWeek
 
 WEEK_STREAM = "metrics.week"
@@ -64,8 +64,7 @@ def params_key(params: Mapping[str, Any]) -> str:
 def payload(key: str, using: str | None) -> dict[str, Any] | None:
     """Returns the key's week payload, or None once its series is deleted."""
     series_id, week = _parse_key(key)
-    manager = Series.objects.db_manager(using) if using else Series.objects
-    series = manager.filter(pk=series_id).first()
+    series = series_by_pk(pk=series_id, using=using)
     if series is None:
         return None
     return series_week(series=series, week=week, using=using)
@@ -73,7 +72,7 @@ def payload(key: str, using: str | None) -> dict[str, Any] | None:
 
 def permission(user: Any, key: str) -> bool:
     """Returns whether `user` may subscribe to `key`."""
-    series = Series.objects.filter(pk=_parse_key(key)[0]).first()
+    series = series_by_pk(pk=_parse_key(key)[0])
     return series is not None and can_view_series(user=user, series=series)
 
 
