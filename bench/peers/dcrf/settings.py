@@ -27,7 +27,11 @@ DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The same SQLite options as the project, so both write alike.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 CHANNEL_LAYERS = {
