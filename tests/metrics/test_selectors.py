@@ -128,24 +128,3 @@ def test_the_week_is_one_aggregate_query(aggregation, django_assert_num_queries)
     with django_assert_num_queries(1):
         week = series_week(series=series, week=W48)
     assert week["values"][0] is not None
-
-
-def test_days_stay_local_across_a_daylight_saving_change(settings):
-    """Tests that in the week Berlin leaves summer time, each day runs midnight to midnight."""
-    settings.TIME_ZONE = "Europe/Berlin"
-    berlin = ZoneInfo("Europe/Berlin")
-    series = make_series("sum")
-    # Sunday 25 October 2026 has 25 hours: its edges are 22:00 UTC Saturday, 23:00 UTC Sunday.
-    add(
-        series,
-        (datetime(2026, 10, 24, 23, 30, tzinfo=berlin), 1.0),
-        (datetime(2026, 10, 25, 0, 30, tzinfo=berlin), 10.0),
-        (datetime(2026, 10, 25, 23, 30, tzinfo=berlin), 100.0),
-        (datetime(2026, 10, 26, 0, 30, tzinfo=berlin), 1000.0),
-    )
-    assert series_week(series=series, week=IsoWeek(2026, 43))["values"] == [
-        *[None] * 5,
-        1.0,
-        110.0,
-    ]
-    assert series_week(series=series, week=IsoWeek(2026, 44))["values"][0] == 1000.0
