@@ -172,7 +172,7 @@ class Publisher:
         for stream_name, keys in by_stream.items():
             started = time.monotonic()
             try:
-                outgoing = self._build(loop, stream_name, keys, batch)
+                outgoing = self._build(stream_name, keys, batch)
                 loop.run_until_complete(_group_send_all(outgoing))
             except StreamNotFound:
                 continue
@@ -196,7 +196,6 @@ class Publisher:
 
     def _build(
         self,
-        loop: asyncio.AbstractEventLoop,
         stream_name: str,
         keys: list[str | AllKeys],
         batch: dict[Item, tuple[str, float]],
@@ -204,7 +203,7 @@ class Publisher:
         stream = get_stream(stream_name)
         plain = [k for k in keys if isinstance(k, str)]
         # Version first, payload second: the highest version reads after every commit.
-        versions = loop.run_until_complete(version_store().next(stream_name, plain))
+        versions = version_store().next_blocking(stream_name, plain)
         outgoing = []
         for key, version in zip(plain, versions, strict=True):
             payload = stream.payload(key, batch[(stream_name, key)][0])

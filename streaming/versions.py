@@ -15,7 +15,9 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from redis import asyncio as aioredis
+from redis import sentinel as sync_sentinel
 from redis.asyncio.sentinel import Sentinel
 
 # A counter that is missing (first use, or Redis restarted empty) starts from Redis's
@@ -34,6 +36,8 @@ return out
 """
 _TTL_MS = 30 * 24 * 3600 * 1000
 PREFIX = "streaming:version:"
+# A sender thread blocks on its round trip: a hung Redis fails it (and it retries) instead.
+_BLOCKING_TIMEOUT = 5.0
 
 
 def _name(stream: str, key: str) -> str:
@@ -48,6 +52,8 @@ class RedisVersionStore:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
             weakref.WeakKeyDictionary()
         )
+        self._blocking: redis.Redis | None = None
+        self._lock = threading.Lock()
 
     def _client(self) -> aioredis.Redis:
         loop = asyncio.get_running_loop()
@@ -62,12 +68,31 @@ class RedisVersionStore:
         pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=50, timeout=10)
         return aioredis.Redis(connection_pool=pool)
 
+    def _connect_blocking(self) -> redis.Redis:
+        """Returns a new thread-safe blocking client."""
+        return redis.Redis.from_url(
+            self.url, socket_timeout=_BLOCKING_TIMEOUT, socket_connect_timeout=_BLOCKING_TIMEOUT
+        )
+
     async def next(self, stream: str, keys: Sequence[str]) -> list[int]:
         """Returns the next version of each key, in one round trip."""
         if not keys:
             return []
         names = [_name(stream, key) for key in keys]
         return [int(v) for v in await self._client().eval(_NEXT, len(names), *names, _TTL_MS)]
+
+    def next_blocking(self, stream: str, keys: Sequence[str]) -> list[int]:
+        """
+        Returns what next() does, blocking: for the publisher's thread, whose every update
+        waits on this round trip (an event loop's turn around it cost ~0.1 ms more).
+        """
+        if not keys:
+            return []
+        with self._lock:
+            if self._blocking is None:
+                self._blocking = self._connect_blocking()
+        names = [_name(stream, key) for key in keys]
+        return [int(v) for v in self._blocking.eval(_NEXT, len(names), *names, _TTL_MS)]
 
     async def current(self, stream: str, key: str) -> int:
         """Returns the key's latest version handed out, or 0 if none is known."""
@@ -100,6 +125,14 @@ class SentinelVersionStore(RedisVersionStore):
         )
         return sentinel.master_for(self.master_name, db=self.db)
 
+    def _connect_blocking(self) -> redis.Redis:
+        """Returns a blocking client of the current master, re-resolved on failover."""
+        options = {"socket_timeout": _BLOCKING_TIMEOUT, **self.connection_kwargs}
+        sentinel = sync_sentinel.Sentinel(
+            self.sentinels, sentinel_kwargs=self.sentinel_kwargs, **options
+        )
+        return sentinel.master_for(self.master_name, db=self.db)
+
 
 class LocalVersionStore:
     """Versions kept in this process: right for the in-memory channel layer only."""
@@ -111,6 +144,10 @@ class LocalVersionStore:
 
     async def next(self, stream: str, keys: Sequence[str]) -> list[int]:
         """Returns the next version of each key."""
+        return self.next_blocking(stream, keys)
+
+    def next_blocking(self, stream: str, keys: Sequence[str]) -> list[int]:
+        """Returns the next version of each key (never blocks for long: a lock, no I/O)."""
         with self._lock:
             out = []
             for key in keys:

@@ -5,6 +5,7 @@ both find the master through a real sentinel process, and a save reaches a subsc
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -44,6 +45,9 @@ async def test_version_store_through_sentinel_counts_in_the_master(sentinel, red
     store = SentinelVersionStore(sentinels=[sentinel], master_name="mymaster")
     first, second = await store.next("s", ["k", "k"])
     assert second == first + 1
+    # The publisher's blocking client counts on the same counter.
+    assert await asyncio.to_thread(store.next_blocking, "s", ["k"]) == [second + 1]
+    second += 1
     assert await store.current("s", "k") == second
     # The same counter, read straight from the master.
     direct = await RedisVersionStore(redis_server.url).current("s", "k")
