@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from importlib import import_module
-from types import SimpleNamespace
 from typing import Any
 
-from django.conf import settings
-from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
 
+from streaming.middleware import SESSION_KEY, resolve_session
 from streaming.registry import StreamNotFound, get_stream
 
 logger = logging.getLogger("streaming.access")
+
+
+def session_key(scope: Mapping[str, Any]) -> str | None:
+    """
+    Returns the key of the session the socket was opened with: set by
+    streaming.middleware, or by channels' SessionMiddleware when that one is used instead.
+    """
+    if SESSION_KEY in scope:
+        return scope[SESSION_KEY]
+    return getattr(scope.get("session"), "session_key", None)
 
 
 def session_user(scope: Mapping[str, Any]) -> Any:
@@ -25,13 +32,11 @@ def session_user(scope: Mapping[str, Any]) -> Any:
     Returns the user the scope's session belongs to today, read afresh from the session
     store: anonymous once the session was deleted (logout) or its auth hash changed.
     """
-    session = scope.get("session")
-    key = getattr(session, "session_key", None)
+    key = session_key(scope)
     if not key:
         # No session to re-read (e.g. a test scope): the user resolved at connect stands.
         return scope.get("user") or AnonymousUser()
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
-    return auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
+    return resolve_session(key)[1]
 
 
 def revoked_keys(user: Any, subscriptions: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -58,11 +63,11 @@ def recheck_many(
     allowed: dict[tuple[Any, str, str], bool] = {}
     results = []
     for scope, subscriptions in work:
-        session_key = getattr(scope.get("session"), "session_key", None)
-        if session_key:
-            if session_key not in users:
-                users[session_key] = session_user(scope)
-            user = users[session_key]
+        key = session_key(scope)
+        if key:
+            if key not in users:
+                users[key] = session_user(scope)
+            user = users[key]
         else:
             user = session_user(scope)
         # Permissions depend on who the user is, not on which socket asks.

@@ -1,0 +1,62 @@
+"""
+Who opens a socket: the Django session cookie resolved once, at connect.
+
+A lighter AuthMiddlewareStack for long-lived sockets. channels' stack keeps, for as long as
+a socket lives, a session wrapper (it exists to save HTTP sessions; a socket never saves
+one), a SessionStore, a lazy user and four copies of the scope. This keeps the session's
+key (streaming.access re-reads the session by it) and the user, in one scope copy.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth.models import AnonymousUser
+from django.http.cookie import parse_cookie
+
+# The scope key holding the session key the socket was opened with (None without one).
+SESSION_KEY = "session_key"
+
+
+def cookie_session_key(scope: dict[str, Any]) -> str | None:
+    """Returns the session key in the scope's Cookie header, or None."""
+    cookie = None
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            # Like channels' CookieMiddleware: the last Cookie header wins.
+            cookie = value
+    if cookie is None:
+        return None
+    return parse_cookie(cookie.decode("latin1")).get(settings.SESSION_COOKIE_NAME) or None
+
+
+def resolve_session(session_key: str | None) -> tuple[str | None, Any]:
+    """
+    Returns the session's key and its user, read from the session store: no key and an
+    anonymous user when the session is missing, invalid or was flushed (stale auth hash).
+    """
+    if not session_key:
+        return None, AnonymousUser()
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    user = auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
+    return store.session_key, user
+
+
+class SessionUserMiddleware:
+    """Sets scope["user"] and scope["session_key"] from the session cookie, once at connect."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        """Called for each new connection: resolves the user, then runs the application."""
+        key: str | None = cookie_session_key(scope)
+        user: Any = AnonymousUser()
+        if key:
+            key, user = await database_sync_to_async(resolve_session)(key)
+        return await self.inner({**scope, SESSION_KEY: key, "user": user}, receive, send)

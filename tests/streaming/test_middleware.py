@@ -1,0 +1,108 @@
+"""
+streaming.middleware: the session cookie resolved to a user once, at connect, and the
+session's key kept for the re-checks (streaming.access). End to end over daphne, with
+logout and a lost permission: tests/streaming/test_access.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.auth import AuthMiddlewareStack
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
+from django.test import Client
+
+from streaming import access
+from streaming.middleware import SESSION_KEY, SessionUserMiddleware, cookie_session_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def logged_in(username: str = "viewer") -> tuple[User, str]:
+    """Returns a user and the key of a session logged in as them."""
+    user = User.objects.create_user(username, password="pw")
+    client = Client()
+    client.force_login(user)
+    return user, client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+async def scope_seen(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """Returns the scope the application under the middleware gets for a socket."""
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    original = {"type": "websocket", "path": "/ws/stream/", "headers": headers}
+    await SessionUserMiddleware(app)(original, None, None)
+    assert SESSION_KEY not in original
+    assert "user" not in original
+    return seen
+
+
+def cookie(*pairs: str) -> tuple[bytes, bytes]:
+    """Returns a Cookie header carrying `name=value` pairs."""
+    return (b"cookie", "; ".join(pairs).encode())
+
+
+async def test_a_session_cookie_gives_the_socket_its_user_and_session_key():
+    """Tests that the scope carries the session's user and key, among other cookies."""
+    user, key = await sync_to_async(logged_in)()
+    scope = await scope_seen([cookie("csrftoken=x", f"{settings.SESSION_COOKIE_NAME}={key}")])
+    assert scope["user"] == user
+    assert scope["user"].is_authenticated
+    assert scope[SESSION_KEY] == key
+    assert access.session_key(scope) == key
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [cookie("csrftoken=x")],
+        [cookie(f"{settings.SESSION_COOKIE_NAME}=")],
+        [cookie(f"{settings.SESSION_COOKIE_NAME}=no-such-session-key")],
+        [cookie(f"{settings.SESSION_COOKIE_NAME}=short")],
+    ],
+)
+async def test_no_valid_session_means_an_anonymous_socket_without_a_key(headers):
+    """Tests that a missing, empty, unknown or malformed session cookie is anonymous."""
+    scope = await scope_seen(headers)
+    assert not scope["user"].is_authenticated
+    assert scope[SESSION_KEY] is None
+
+
+async def test_a_logged_out_session_is_anonymous_at_the_next_recheck():
+    """Tests that access.session_user re-reads the session the middleware kept by key."""
+    user, key = await sync_to_async(logged_in)()
+    scope = await scope_seen([cookie(f"{settings.SESSION_COOKIE_NAME}={key}")])
+    assert (await sync_to_async(access.session_user)(scope)) == user
+
+    # What logout does to the session store.
+    await sync_to_async(Session.objects.filter(session_key=key).delete)()
+    assert not (await sync_to_async(access.session_user)(scope)).is_authenticated
+
+
+def test_the_last_cookie_header_wins():
+    """Tests that with two Cookie headers the session key comes from the last one."""
+    name = settings.SESSION_COOKIE_NAME
+    scope = {"headers": [cookie(f"{name}=first-key-1"), cookie(f"{name}=second-key-2")]}
+    assert cookie_session_key(scope) == "second-key-2"
+
+
+async def test_the_rechecks_find_the_session_under_channels_auth_stack_too():
+    """Tests that access.session_key reads channels' scope["session"] when that stack is used."""
+    user, key = await sync_to_async(logged_in)()
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    headers = [cookie(f"{settings.SESSION_COOKIE_NAME}={key}")]
+    await AuthMiddlewareStack(app)({"type": "websocket", "headers": headers}, None, None)
+    assert access.session_key(seen) == key
+    assert (await sync_to_async(access.session_user)(seen)) == user
