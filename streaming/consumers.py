@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from djangochannelsrestframework.consumers import AsyncAPIConsumer
 from djangochannelsrestframework.decorators import action
 from redis.exceptions import RedisError
@@ -57,6 +58,21 @@ class StreamConsumer(AsyncAPIConsumer):
     # memberships. A channel each would cost a Redis subscription per socket, and make
     # every connect fail while Redis is down.
     channel_layer_alias = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """
+        Called by the server with each new connection: dispatches its messages in turn.
+        With no channel layer there is one source to read, so this awaits it directly
+        instead of channels' await_many_dispatch (a task and a wait set per socket).
+        """
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Called when a WebSocket connection is opened."""
