@@ -1,0 +1,114 @@
+"""
+Where a broadcast's time goes in the writer process: commit to PUBLISH, stage by stage.
+
+`python -m bench.stages [WRITES] [--rate R]` saves WRITES metrics (200) at R per second
+(50), one transaction each, against a private redis-server and a fresh SQLite file, and
+prints each stage's p50 and p99: the publisher thread's wake-up after the commit, the
+version round trip, the payload read, and group_send until Redis acknowledged the PUBLISH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.support.redis_server import RedisServer
+
+STAGES = ("wake", "version", "payload", "send", "total")
+
+
+def timed(record: list[float], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Returns `fn`, appending each call's duration in seconds to `record`."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            record.append(time.perf_counter() - started)
+
+    return wrapper
+
+
+def measure(writes: int, rate: float) -> dict[str, list[float]]:
+    """Runs the writes and returns each stage's durations in seconds."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import transaction
+    from django.utils import timezone
+
+    from metrics.models import Metric, Series
+    from streaming import publish
+    from streaming.conf import version_store
+    from streaming.registry import get_stream
+
+    call_command("migrate", verbosity=0)
+    times: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    committed = [0.0]
+
+    store = version_store()
+    blocking = store.next_blocking
+
+    def version(*args: Any) -> list[int]:
+        times["wake"].append(time.perf_counter() - committed[0])
+        return timed(times["version"], blocking)(*args)
+
+    store.next_blocking = version  # type: ignore[method-assign]
+    stream = get_stream("metrics.week")
+    object.__setattr__(stream, "payload", timed(times["payload"], stream.payload))
+    group_send_all = publish._group_send_all
+
+    async def send(outgoing: Any) -> None:
+        started = time.perf_counter()
+        await group_send_all(outgoing)
+        now = time.perf_counter()
+        times["send"].append(now - started)
+        times["total"].append(now - committed[0])
+
+    publish._group_send_all = send  # type: ignore[assignment]
+
+    series = Series.objects.create(slug="stages", name="stages", aggregation="max")
+    for i in range(writes + 1):
+        with transaction.atomic():
+            transaction.on_commit(lambda: committed.__setitem__(0, time.perf_counter()))
+            Metric.objects.create(series=series, timestamp=timezone.now(), value=i)
+        publish.publisher.flush()
+        time.sleep(1 / rate)
+    # The first write pays for imports and connections: it is not counted.
+    return {stage: values[1:] for stage, values in times.items()}
+
+
+def main() -> None:
+    """Parses the arguments, runs the writes against a private Redis, prints the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("writes", type=int, nargs="?", default=200)
+    parser.add_argument("--rate", type=float, default=50.0)
+    args = parser.parse_args()
+    redis = RedisServer()
+    redis.start()
+    try:
+        folder = tempfile.mkdtemp(prefix="bench-stages-")
+        os.environ.update(
+            DJANGO_SETTINGS_MODULE="bench.settings",
+            REDIS_URL=redis.url,
+            DATABASE_URL=f"sqlite:///{folder}/db.sqlite3",
+        )
+        times = measure(args.writes, args.rate)
+    finally:
+        redis.stop()
+    print(f"{'stage':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for stage in STAGES:
+        values = sorted(times[stage])
+        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+        print(f"{stage:>8} {statistics.median(values) * 1e3:8.3f} {p99 * 1e3:8.3f}")
+
+
+if __name__ == "__main__":
+    main()
