@@ -32,6 +32,9 @@ def too_large(text: str | None, data: bytes | None, limit: int) -> bool:
 class TokenBucket:
     """Allows `rate` events per second on average and bursts of up to `burst` events."""
 
+    # One per connection: slots keep it to one small object.
+    __slots__ = ("burst", "clock", "rate", "tokens", "updated")
+
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
     ) -> None:
@@ -64,6 +67,7 @@ class FloodGuard:
     """
 
     ALLOW, REFUSE, CLOSE = "allow", "refuse", "close"
+    __slots__ = ("bucket", "max_strikes", "strikes")
 
     def __init__(
         self, rate: float, burst: int, strikes: int, clock: Callable[[], float] = time.monotonic
