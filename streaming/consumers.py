@@ -26,7 +26,7 @@ from rest_framework.permissions import AllowAny
 
 from streaming import access, messages
 from streaming.conf import streaming_settings, version_store
-from streaming.hub import Hub, Member, Send, get_hub
+from streaming.hub import Hub, Member, get_hub
 from streaming.limits import (
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
@@ -58,6 +58,13 @@ class StreamConsumer(AsyncAPIConsumer):
     # memberships. A channel each would cost a Redis subscription per socket, and make
     # every connect fail while Redis is down.
     channel_layer_alias = None
+    # Immutable and shared: this consumer joins no channel-layer group and runs no detached
+    # action, so DCRF's per-socket set and list would stay empty (and an append would fail).
+    groups: tuple[str, ...] = ()
+    detached_tasks: tuple[Any, ...] = ()
+
+    def __init__(self) -> None:
+        """Called once per connection; skips DCRF's per-socket group, task and observer maps."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """
@@ -174,7 +181,7 @@ class StreamConsumer(AsyncAPIConsumer):
             cap = streaming_settings.MAX_SUBSCRIPTIONS
             raise Throttled(detail=f"At most {cap} subscriptions per connection.")
         # Join first, then read: a change committed after the read reaches us as an update.
-        member = await self.hub.join(self, self._sender(stream.name, key), stream.name, key)
+        member = await self.hub.join(self, self.base_send, stream.name, key)
         self.subscriptions[(stream.name, key)] = member
         try:
             version = await version_store().current(stream.name, key)
@@ -203,15 +210,6 @@ class StreamConsumer(AsyncAPIConsumer):
         """Returns whether the session's current user may subscribe to `key`."""
         self.scope["user"] = access.session_user(self.scope)
         return stream.permission(self.scope["user"], key)
-
-    def _sender(self, stream: str, key: str) -> Send:
-        """Returns the hub's send for one key: silent once the key was left or revoked."""
-
-        async def send(message: dict[str, Any]) -> None:
-            if (stream, key) in self.subscriptions:
-                await self.base_send(message)
-
-        return send
 
     async def _leave(self, stream: str, key: str) -> None:
         if self.subscriptions.pop((stream, key), None) is not None:

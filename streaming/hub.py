@@ -37,13 +37,15 @@ DRAIN_POLL_SECONDS = 0.05
 class Member:
     """One socket's subscription to one key."""
 
-    __slots__ = ("pending", "ready", "send", "version", "wire")
+    __slots__ = ("left", "pending", "ready", "send", "version", "wire")
 
     def __init__(self, send: Send, wire: Wire | None = None) -> None:
+        # The socket's own send, shared by its members: `left` keeps a left key silent.
         self.send = send
         self.wire = wire
         self.version = -1
         self.ready = False
+        self.left = False
         # The newest update not sent yet: before the subscribe reply, or while stalled.
         self.pending: dict[str, Any] | None = None
 
@@ -114,6 +116,8 @@ class Hub:
 
     async def ready(self, member: Member, version: int) -> None:
         """Called once the subscribe reply (at `version`) was sent: flushes what waited."""
+        if member.left:
+            return
         member.version = max(member.version, version)
         member.ready = True
         pending, member.pending = member.pending, None
@@ -129,6 +133,7 @@ class Hub:
         if member is None:
             return
         member.pending = None
+        member.left = True
         stats.add("subscribers", stream, -1)
         if not members and group in self._joined:
             del self.groups[group], self.keys[group], self._joined[group]
@@ -165,6 +170,9 @@ class Hub:
                     member.version = version
                 else:
                     self._hold(member, message)
+                continue
+            if member.left:
+                # Left while an earlier send of this loop awaited.
                 continue
             member.version = version
             try:
