@@ -36,6 +36,7 @@ from streaming.limits import (
 )
 from streaming.rechecks import get_rechecker
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
+from streaming.wire import release_upgrade_request, wire_for
 
 logger = logging.getLogger("streaming.consumers")
 
@@ -91,6 +92,9 @@ class StreamConsumer(AsyncAPIConsumer):
             streaming_settings.RATE_STRIKES,
         )
         self.closing = False
+        wire = wire_for(self)
+        if wire is not None:
+            release_upgrade_request(wire.transport)
         await super().websocket_connect(message)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from twisted.web.http import HTTPChannel
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 # How many wrappers around daphne's send to look through (channels' session middleware
@@ -102,6 +103,30 @@ def wire_for(owner: object) -> Wire | None:
             return None
         send = getattr(getattr(send, "__self__", None), "real_send", None)
     return None
+
+
+def release_upgrade_request(transport: Any) -> bool:
+    """
+    Frees the HTTP request a daphne WebSocket was upgraded from; returns whether it did.
+
+    daphne leaves the HTTPChannel that received the upgrade request registered as the
+    transport's producer, which keeps it and its request (headers, buffers: about 4 KB)
+    alive as long as the socket. In that state it does nothing: its pause and resume act
+    on a request producer (there is none) and on reading only between requests (this one
+    never ends). Unregistering it changes nothing else.
+    """
+    producer = getattr(transport, "producer", None)
+    if not (
+        isinstance(producer, HTTPChannel)
+        and producer._handlingRequest
+        and producer._requestProducer is None
+    ):
+        return False
+    transport.unregisterProducer()
+    # The channel and its request refer to each other: this frees them now, not at the
+    # next cyclic garbage collection.
+    producer.requests.clear()
+    return True
 
 
 def frame_of(message: dict[str, Any]) -> PreparedMessage:
