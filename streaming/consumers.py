@@ -5,11 +5,13 @@ pushed by the process's hub (docs/protocol.md). Limits and close codes: docs/sec
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
+from asgiref.sync import markcoroutinefunction
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from djangochannelsrestframework.consumers import AsyncAPIConsumer
@@ -66,6 +68,22 @@ class StreamConsumer(AsyncAPIConsumer):
 
     def __init__(self) -> None:
         """Called once per connection; skips DCRF's per-socket group, task and observer maps."""
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        """
+        Returns the ASGI application: a consumer per connection. Unlike channels' own, it
+        returns the consumer's coroutine instead of awaiting it, so no frame of its own
+        stays alive for as long as the socket.
+        """
+
+        def app(scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+            return cls(**initkwargs)(scope, receive, send)
+
+        app.consumer_class = cls  # type: ignore[attr-defined]
+        app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+        functools.update_wrapper(app, cls, updated=())
+        return markcoroutinefunction(app)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """

@@ -9,10 +9,12 @@ key (streaming.access re-reads the session by it) and the user, in one scope cop
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
+from asgiref.sync import markcoroutinefunction
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import auth
@@ -53,10 +55,18 @@ class SessionUserMiddleware:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        """Called for each new connection: resolves the user, then runs the application."""
-        key: str | None = cookie_session_key(scope)
-        user: Any = AnonymousUser()
-        if key:
-            key, user = await database_sync_to_async(resolve_session)(key)
-        return await self.inner({**scope, SESSION_KEY: key, "user": user}, receive, send)
+    @markcoroutinefunction
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
+        """
+        Called for each new connection; returns the application's coroutine. Without a
+        session cookie there is nothing to read, and no frame of this middleware stays
+        alive for as long as the socket.
+        """
+        key = cookie_session_key(scope)
+        if key is None:
+            return self.inner({**scope, SESSION_KEY: None, "user": AnonymousUser()}, receive, send)
+        return self._with_session(key, scope, receive, send)
+
+    async def _with_session(self, key: str, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        session_key, user = await database_sync_to_async(resolve_session)(key)
+        return await self.inner({**scope, SESSION_KEY: session_key, "user": user}, receive, send)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgiref.compatibility import is_double_callable
 from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddlewareStack
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 
 from streaming import access
+from streaming.consumers import StreamConsumer
 from streaming.middleware import SESSION_KEY, SessionUserMiddleware, cookie_session_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -106,3 +108,17 @@ async def test_the_rechecks_find_the_session_under_channels_auth_stack_too():
     await AuthMiddlewareStack(app)({"type": "websocket", "headers": headers}, None, None)
     assert access.session_key(seen) == key
     assert (await sync_to_async(access.session_user)(seen)) == user
+
+
+def test_the_frameless_layers_are_asgi3_single_callables():
+    """
+    Tests that the middleware and the consumer's application, plain functions returning a
+    coroutine, still count as ASGI 3 applications for servers (daphne, uvicorn) that check.
+    """
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        pass
+
+    assert not is_double_callable(SessionUserMiddleware(app))
+    assert not is_double_callable(StreamConsumer.as_asgi())
+    assert StreamConsumer.as_asgi().consumer_class is StreamConsumer
