@@ -12,17 +12,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
 # Load Django's apps before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from streaming.middleware import SessionUserMiddleware  # noqa: E402
+from streaming.middleware import PathRouter, SessionUserMiddleware  # noqa: E402
 from streaming.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            SessionUserMiddleware(URLRouter(websocket_urlpatterns))
+            SessionUserMiddleware(PathRouter(websocket_urlpatterns))
         ),
     }
 )

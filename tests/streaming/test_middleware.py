@@ -15,11 +15,13 @@ from channels.auth import AuthMiddlewareStack
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
+from django.urls import path, re_path
 
 from streaming import access
 from streaming.consumers import StreamConsumer
-from streaming.middleware import SESSION_KEY, SessionUserMiddleware, cookie_session_key
+from streaming.middleware import SESSION_KEY, PathRouter, SessionUserMiddleware, cookie_session_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,3 +124,36 @@ def test_the_frameless_layers_are_asgi3_single_callables():
     assert not is_double_callable(SessionUserMiddleware(app))
     assert not is_double_callable(StreamConsumer.as_asgi())
     assert StreamConsumer.as_asgi().consumer_class is StreamConsumer
+
+
+async def routed(router: PathRouter, path: str, root_path: str = "") -> dict[str, Any]:
+    """Returns the scope the routed application got for a connection to `path`."""
+    scope = {"type": "websocket", "path": path, "root_path": root_path}
+    seen = await router(scope, None, None)
+    assert seen is scope
+    return seen
+
+
+async def test_the_path_router_hands_the_scope_itself_to_the_literal_route():
+    """Tests that a literal path reaches its application with the scope itself (no copy)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> dict[str, Any]:
+        return scope
+
+    router = PathRouter([path("ws/stream/", app)])
+    assert (await routed(router, "/ws/stream/"))["path"] == "/ws/stream/"
+    assert (await routed(router, "/live/ws/stream/", root_path="/live"))["root_path"] == "/live"
+    for wrong, root_path in [("/ws/other/", ""), ("/ws/stream/x/", ""), ("/ws/stream/", "/live")]:
+        with pytest.raises(ValueError, match="No route found"):
+            await routed(router, wrong, root_path)
+
+
+def test_the_path_router_refuses_routes_it_cannot_match_exactly():
+    """Tests that patterns with converters, regexes or default kwargs are refused at startup."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        pass
+
+    for pattern in [path("ws/<int:n>/", app), re_path(r"^ws/$", app), path("ws/", app, {"a": 1})]:
+        with pytest.raises(ImproperlyConfigured):
+            PathRouter([pattern])
