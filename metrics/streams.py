@@ -12,7 +12,7 @@ from typing import Any
 
 import streaming
 from metrics.models import Metric, Series
-from metrics.selectors import can_view_series, series_by_pk, series_week
+from metrics.selectors import can_view_series, series_week_by_pk
 from metrics.weeks import IsoWeek
 
 WEEK_STREAM = "metrics.week"
@@ -64,15 +64,12 @@ def params_key(params: Mapping[str, Any]) -> str:
 def payload(key: str, using: str | None) -> dict[str, Any] | None:
     """Returns the key's week payload, or None once its series is deleted."""
     series_id, week = _parse_key(key)
-    series = series_by_pk(pk=series_id, using=using)
-    if series is None:
-        return None
-    return series_week(series=series, week=week, using=using)
+    return series_week_by_pk(pk=series_id, week=week, using=using)
 
 
 def permission(user: Any, key: str) -> bool:
     """Returns whether `user` may subscribe to `key`."""
-    series = series_by_pk(pk=_parse_key(key)[0])
+    series = Series.objects.filter(pk=_parse_key(key)[0]).first()
     return series is not None and can_view_series(user=user, series=series)
 
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from metrics.models import Metric, Series
-from metrics.selectors import series_week
+from metrics.selectors import series_week, series_week_by_pk
 from metrics.weeks import IsoWeek
 
 pytestmark = pytest.mark.django_db
@@ -128,3 +128,21 @@ def test_the_week_is_one_aggregate_query(aggregation, django_assert_num_queries)
     with django_assert_num_queries(1):
         week = series_week(series=series, week=W48)
     assert week["values"][0] is not None
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "avg", "min", "max", "last"])
+def test_by_primary_key_is_the_same_payload(aggregation, django_assert_num_queries):
+    """Tests that series_week_by_pk (the stream's read) returns series_week's payload."""
+    series = make_series(aggregation)
+    sample(series)
+    with django_assert_num_queries(2):
+        week = series_week_by_pk(pk=series.pk, week=W48)
+    assert week == series_week(series=series, week=W48)
+
+
+def test_by_primary_key_of_no_series_is_none():
+    """Tests that series_week_by_pk returns None once the series is gone."""
+    series = make_series("sum")
+    pk = series.pk
+    series.delete()
+    assert series_week_by_pk(pk=pk, week=W48) is None
