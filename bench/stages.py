@@ -45,8 +45,8 @@ def measure(writes: int, rate: float) -> dict[str, list[float]]:
     from django.utils import timezone
 
     from metrics.models import Metric, Series
-    from streaming import publish
     from streaming.conf import version_store
+    from streaming.publish import publisher as publish
     from streaming.registry import get_stream
 
     call_command("migrate", verbosity=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.validators import RegexValidator
 from django.db import models
 
-from streaming.querysets import StreamingManager
+from streaming.capture.querysets import StreamingManager
 
 
 class Aggregation(models.TextChoices):

@@ -15,8 +15,8 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from streaming.middleware import PathRouter, SessionUserMiddleware  # noqa: E402
-from streaming.routing import websocket_urlpatterns  # noqa: E402
+from streaming.serve.middleware import PathRouter, SessionUserMiddleware  # noqa: E402
+from streaming.serve.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

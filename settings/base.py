@@ -132,7 +132,7 @@ def channel_settings(redis_url: str) -> tuple[dict, dict]:
     if not redis_url:
         return (
             {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
-            {"VERSION_STORE": {"BACKEND": "streaming.versions.LocalVersionStore"}},
+            {"VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}},
         )
     layers = {
         "default": {
@@ -146,7 +146,7 @@ def channel_settings(redis_url: str) -> tuple[dict, dict]:
     # Per-key versions stay monotonic across processes (see docs/protocol.md).
     streaming = {
         "VERSION_STORE": {
-            "BACKEND": "streaming.versions.RedisVersionStore",
+            "BACKEND": "streaming.publish.versions.RedisVersionStore",
             "OPTIONS": {"url": redis_url},
         }
     }

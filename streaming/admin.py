@@ -15,8 +15,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from streaming.models import LiveStream
+from streaming.ops.stats import stats
 from streaming.registry import all_streams
-from streaming.stats import stats
 
 
 def stream_rows() -> list[dict[str, Any]]:

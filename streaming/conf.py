@@ -10,7 +10,7 @@ from django.utils.module_loading import import_string
 
 DEFAULTS: dict[str, Any] = {
     # Where per-key versions come from; must be shared by every process that broadcasts.
-    "VERSION_STORE": {"BACKEND": "streaming.versions.LocalVersionStore", "OPTIONS": {}},
+    "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore", "OPTIONS": {}},
     # Largest text frame a client may send, in bytes; larger ones close the socket (4009).
     "MAX_MESSAGE_BYTES": 64 * 1024,
     # Subscriptions one connection may hold at once.

@@ -65,7 +65,7 @@ _key_fields: dict[type[models.Model], tuple[str, ...]] = {}
 
 def register(stream: Stream) -> Stream:
     """Registers a stream and starts observing its models; call it from AppConfig.ready()."""
-    from streaming import signals
+    from streaming.capture import signals
 
     if stream.name in _streams:
         if _streams[stream.name] == stream:

@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from streaming.health import healthz
-from streaming.metrics_export import MetricsView
+from streaming.ops.health import healthz
+from streaming.ops.prometheus import MetricsView
 
 app_name = "streaming"
 

@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from tests.support.processes import DaphneServer
 from tests.support.redis_server import RedisServer
 

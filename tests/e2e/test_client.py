@@ -1,6 +1,7 @@
 """
-static/streaming/client.js in chromium against a scripted WebSocket and clock: backoff with
-jitter, resubscribing, the version rule and `gone`, step by step and without waiting.
+The browser client (streaming/static/streaming/client.js) in chromium against a scripted
+WebSocket and clock: backoff with jitter, resubscribing, the version rule and `gone`, step
+by step and without waiting.
 """
 
 from __future__ import annotations

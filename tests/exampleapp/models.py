@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from streaming.querysets import StreamingManager
+from streaming.capture.querysets import StreamingManager
 
 
 class Board(models.Model):

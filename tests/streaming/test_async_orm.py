@@ -20,7 +20,7 @@ from metrics.models import Metric, Series
 from metrics.selectors import series_week
 from metrics.streams import week_key
 from metrics.weeks import IsoWeek
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from tests.support.consumer import ConsumerSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,7 +57,9 @@ urlpatterns = [path("record/", record)]
 def memory_layer(settings) -> None:
     """Keeps these tests in one process: the in-memory layer and local versions."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {"VERSION_STORE": {"BACKEND": "streaming.versions.LocalVersionStore"}}
+    settings.STREAMING = {
+        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
+    }
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from metrics.models import Metric, Series
 from metrics.selectors import series_week
 from metrics.weeks import IsoWeek
 from settings.asgi import application
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +31,9 @@ REPLY_KEYS = {"action", "request_id", "response_status", "errors", "data"}
 def memory_layer(settings) -> None:
     """Keeps these tests in one process: the in-memory layer and local versions."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {"VERSION_STORE": {"BACKEND": "streaming.versions.LocalVersionStore"}}
+    settings.STREAMING = {
+        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
+    }
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from metrics.models import Metric, Series
 from metrics.selectors import series_week
 from metrics.weeks import IsoWeek
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from tests.conftest import redis_settings
 from tests.support.processes import DaphneServer
 from tests.support.reconnecting import ReconnectingSubscriber

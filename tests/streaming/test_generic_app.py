@@ -14,9 +14,9 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission, User
 
-from streaming import messages
-from streaming.consumers import StreamConsumer
-from streaming.hub import get_hub
+from streaming import protocol
+from streaming.serve.consumer import StreamConsumer
+from streaming.serve.hub import get_hub
 from tests.exampleapp.models import Board, Note
 from tests.exampleapp.streams import BOARD_STREAM
 from tests.support.processes import run_script
@@ -209,12 +209,12 @@ async def test_a_gone_frame_with_the_snapshots_version_does_not_end_the_subscrip
     owner = object()
     member = await hub.join(owner, send, BOARD_STREAM, "1")
     await hub.ready(member, 5)
-    group = messages.group_name(BOARD_STREAM, "1")
+    group = protocol.group_name(BOARD_STREAM, "1")
 
-    await hub.fanout(messages.update_message(BOARD_STREAM, "1", 5, None))
+    await hub.fanout(protocol.update_message(BOARD_STREAM, "1", 5, None))
     assert received == []
     assert owner in hub.groups[group]
 
-    await hub.fanout(messages.update_message(BOARD_STREAM, "1", 6, None))
+    await hub.fanout(protocol.update_message(BOARD_STREAM, "1", 6, None))
     assert received == [{"action": "gone", "stream": BOARD_STREAM, "key": "1", "version": 6}]
     assert group not in hub.groups

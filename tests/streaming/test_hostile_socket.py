@@ -14,9 +14,9 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from metrics.models import Metric, Series
-from streaming.hub import get_hub
-from streaming.limits import CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE
-from streaming.messages import group_name
+from streaming.protocol import group_name
+from streaming.serve.hub import get_hub
+from streaming.serve.limits import CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE
 from tests.support.consumer import ConsumerSocket
 from tests.support.wsclient import ORIGIN, StreamSubscriber
 

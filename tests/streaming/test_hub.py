@@ -1,6 +1,6 @@
 """
 The hub's members, without a server: a socket's send is shared by all its keys, and a key
-the socket left stays silent even while a fan-out is under way (streaming/hub.py).
+the socket left stays silent even while a fan-out is under way (streaming/serve/hub.py).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from streaming import messages
-from streaming.hub import get_hub
+from streaming import protocol
+from streaming.serve.hub import get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def memory_layer(settings) -> None:
     """Keeps the hub in this process: the in-memory layer and local versions."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {"VERSION_STORE": {"BACKEND": "streaming.versions.LocalVersionStore"}}
+    settings.STREAMING = {
+        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
+    }
 
 
 async def test_a_key_left_during_a_fanout_gets_nothing_more():
@@ -44,9 +46,9 @@ async def test_a_key_left_during_a_fanout_gets_nothing_more():
     second = await hub.join(owners["second"], sender("second"), "s", "k")
     await hub.ready(first, 1)
     await hub.ready(second, 1)
-    await hub.fanout(messages.update_message("s", "k", 2, {"v": 2}))
+    await hub.fanout(protocol.update_message("s", "k", 2, {"v": 2}))
     await hub.ready(second, 1)
 
     assert got == {"first": [2], "second": []}
-    assert list(hub.groups[messages.group_name("s", "k")]) == [owners["first"]]
+    assert list(hub.groups[protocol.group_name("s", "k")]) == [owners["first"]]
     await hub.leave(owners["first"], "s", "k")

@@ -1,6 +1,6 @@
 """
-streaming.middleware: the session cookie resolved to a user once, at connect, and the
-session's key kept for the re-checks (streaming.access). End to end over daphne, with
+streaming.serve.middleware: the session cookie resolved to a user once, at connect, and the
+session's key kept for the re-checks (streaming.serve.access). End to end over daphne, with
 logout and a lost permission: tests/streaming/test_access.py.
 """
 
@@ -19,9 +19,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.urls import path, re_path
 
-from streaming import access
-from streaming.consumers import StreamConsumer
-from streaming.middleware import SESSION_KEY, PathRouter, SessionUserMiddleware, cookie_session_key
+from streaming.serve import access
+from streaming.serve.consumer import StreamConsumer
+from streaming.serve.middleware import (
+    SESSION_KEY,
+    PathRouter,
+    SessionUserMiddleware,
+    cookie_session_key,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from django.db import transaction
 from metrics.models import Metric, Series
 from metrics.streams import week_key
 from metrics.weeks import IsoWeek
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from tests.support.consumer import ConsumerSocket
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
@@ -28,7 +28,9 @@ MONDAY = datetime(2026, 11, 23, 12, tzinfo=UTC)
 def memory_layer(settings) -> None:
     """Keeps these tests in one process: the in-memory layer and local versions."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {"VERSION_STORE": {"BACKEND": "streaming.versions.LocalVersionStore"}}
+    settings.STREAMING = {
+        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
+    }
 
 
 @pytest.fixture

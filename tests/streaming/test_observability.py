@@ -14,7 +14,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from tests.conftest import redis_settings
 from tests.exampleapp.models import Board, Note
 from tests.streaming.test_generic_app import connect, next_frame, subscribe
@@ -161,11 +161,13 @@ def test_admin_live_streams_needs_the_view_permission(client):
 def test_broadcasts_log_stream_keys_versions_and_duration(use_redis, caplog):
     """Tests that each sent batch logs one INFO line with structured fields."""
     board = Board.objects.create(slug="logged", title="Logged")
-    with caplog.at_level(logging.INFO, logger="streaming.publish"):
+    with caplog.at_level(logging.INFO, logger="streaming.publish.publisher"):
         Note.objects.create(board=board, text="hello")
         assert publisher.flush(timeout=10)
     sent = [
-        r for r in caplog.records if r.name == "streaming.publish" and r.levelno == logging.INFO
+        r
+        for r in caplog.records
+        if r.name == "streaming.publish.publisher" and r.levelno == logging.INFO
     ]
     # The board's own creation may be sent in the same batch or in an earlier one.
     assert 1 <= len(sent) <= 2

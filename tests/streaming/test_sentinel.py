@@ -15,7 +15,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from metrics.models import Metric, Series
-from streaming.versions import RedisVersionStore, SentinelVersionStore
+from streaming.publish.versions import RedisVersionStore, SentinelVersionStore
 from tests.support.consumer import ConsumerSocket
 from tests.support.redis_server import RedisServer, free_port, wait_for_port
 
@@ -64,7 +64,7 @@ async def test_save_reaches_a_subscriber_through_sentinel(settings, sentinel):
     }
     settings.STREAMING = {
         "VERSION_STORE": {
-            "BACKEND": "streaming.versions.SentinelVersionStore",
+            "BACKEND": "streaming.publish.versions.SentinelVersionStore",
             "OPTIONS": {"sentinels": [sentinel], "master_name": "mymaster"},
         }
     }

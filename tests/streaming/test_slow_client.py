@@ -1,7 +1,7 @@
 """
 A subscriber that stops reading its socket (issue 6 §4): the others keep receiving, the
 server's memory stays bounded, and the stalled one gets the newest state once it reads
-again (latest-wins per key, streaming/wire.py). Latency under a stall: bench/ measures it.
+again (latest-wins per key, streaming/serve/daphne.py). Latency under a stall: bench/ measures it.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ async def test_stalled_client_neither_delays_others_nor_grows_memory(daphne, use
     await asyncio.to_thread(
         run_script,
         f"""
-        from streaming.publish import publisher
+        from streaming.publish.publisher import publisher
         from tests.exampleapp.models import Note
         note = Note.objects.filter(board__slug="big").order_by("pk").first()
         for i in range(1, {UPDATES} + 1):

@@ -22,7 +22,7 @@ from metrics.api import MetricViewSet
 from metrics.models import Metric, Series
 from metrics.streams import week_key
 from metrics.weeks import IsoWeek
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from tests.support.consumer import ConsumerSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,7 +52,9 @@ urlpatterns = [path("fail/metrics/", FailingMetricViewSet.as_view({"post": "crea
 def memory_layer(settings) -> None:
     """Keeps these tests in one process: the in-memory layer and local versions."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {"VERSION_STORE": {"BACKEND": "streaming.versions.LocalVersionStore"}}
+    settings.STREAMING = {
+        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
+    }
 
 
 def at(week: IsoWeek, day: int = 0) -> datetime:

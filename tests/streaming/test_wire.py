@@ -1,5 +1,5 @@
 """
-streaming.wire's release of the HTTP request a daphne WebSocket was upgraded from, on real
+streaming.serve.daphne's release of the HTTP request a daphne WebSocket was upgraded from, on real
 Twisted objects: an HTTPChannel fed a request over a StringTransport.
 """
 
@@ -11,7 +11,7 @@ import weakref
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel, Request
 
-from streaming.wire import release_upgrade_request
+from streaming.serve.daphne import release_upgrade_request
 
 UPGRADE = (
     b"GET /ws/stream/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"

@@ -17,7 +17,7 @@ from django.db import transaction
 from metrics.models import Metric, Series
 from metrics.streams import week_key
 from metrics.weeks import IsoWeek
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from tests.conftest import redis_settings
 from tests.support.processes import run_script
 from tests.support.wsclient import StreamSubscriber

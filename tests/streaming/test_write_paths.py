@@ -27,7 +27,7 @@ from rest_framework.authtoken.models import Token
 
 from metrics.models import Metric, Series
 from metrics.weeks import IsoWeek
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from tests.support.processes import ROOT, process_env, run_script
 from tests.support.wsclient import StreamSubscriber
 
@@ -190,7 +190,7 @@ async def test_orm_create_save_delete_in_a_standalone_script_broadcast(daphne, u
         """
         from datetime import datetime, timezone
         from metrics.models import Metric, Series
-        from streaming.publish import publisher
+        from streaming.publish.publisher import publisher
 
         cpu = Series.objects.get(slug="cpu")
         at = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)

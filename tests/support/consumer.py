@@ -9,7 +9,7 @@ from typing import Any
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
-from streaming.consumers import StreamConsumer
+from streaming.serve.consumer import StreamConsumer
 
 
 class ConsumerSocket:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from metrics.demo import DEMO_SERIES, demo_value
 from metrics.models import Metric, Series
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 
 
 class Command(BaseCommand):

@@ -21,12 +21,12 @@ from typing import Any
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connections
 
-from streaming import messages
+from streaming import protocol
 from streaming.conf import streaming_settings, version_store
+from streaming.ops.stats import stats
 from streaming.registry import AllKeys, StreamNotFound, get_stream
-from streaming.stats import stats
 
-logger = logging.getLogger("streaming.publish")
+logger = logging.getLogger("streaming.publish.publisher")
 
 Item = tuple[str, "str | AllKeys"]
 
@@ -207,13 +207,13 @@ class Publisher:
         outgoing = []
         for key, version in zip(plain, versions, strict=True):
             payload = stream.payload(key, batch[(stream_name, key)][0])
-            message = messages.update_message(stream_name, key, version, payload)
-            outgoing.append((messages.group_name(stream_name, key), message))
+            message = protocol.update_message(stream_name, key, version, payload)
+            outgoing.append((protocol.group_name(stream_name, key), message))
             logger.debug("streaming: built stream=%s key=%s version=%d", stream_name, key, version)
         for every in keys:
             if isinstance(every, AllKeys):
-                message = messages.refresh_message(stream_name, every.prefix)
-                outgoing.append((messages.control_group(stream_name), message))
+                message = protocol.refresh_message(stream_name, every.prefix)
+                outgoing.append((protocol.control_group(stream_name), message))
         return outgoing
 
 
@@ -251,7 +251,7 @@ async def _group_send_all(outgoing: list[tuple[str, dict[str, Any]]]) -> None:
     if isinstance(layer, InMemoryChannelLayer):
         # One process only: hand the messages to the hub's own event loop, the only place
         # an in-memory layer can be used from.
-        from streaming.hub import local_loop
+        from streaming.serve.hub import local_loop
 
         loop = local_loop()
         if loop is None:

@@ -2,7 +2,7 @@
 Signal receivers: turn saves and deletes of observed models into keys to broadcast.
 
 Every write path (admin, REST, ORM scripts, async ORM) reaches here through Django's own
-signals; bulk QuerySet calls reach here through streaming.querysets.
+signals; bulk QuerySet calls reach here through streaming.capture.querysets.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from django.db import connections, models
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
 from streaming import registry
-from streaming.transactions import schedule
+from streaming.capture.transactions import schedule
 
-logger = logging.getLogger("streaming.signals")
+logger = logging.getLogger("streaming.capture.signals")
 
 # Instance attribute holding the key fields as the database had them right before a write.
 _STORED = "_streaming_stored"

@@ -26,21 +26,22 @@ from rest_framework.exceptions import (
 )
 from rest_framework.permissions import AllowAny
 
-from streaming import access, messages
+from streaming import protocol
 from streaming.conf import streaming_settings, version_store
-from streaming.hub import Hub, Member, get_hub
-from streaming.limits import (
+from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
+from streaming.serve import access
+from streaming.serve.daphne import release_upgrade_request, wire_for
+from streaming.serve.hub import Hub, Member, get_hub
+from streaming.serve.limits import (
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
     CLOSE_UNAVAILABLE,
     FloodGuard,
     too_large,
 )
-from streaming.rechecks import get_rechecker
-from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
-from streaming.wire import release_upgrade_request, wire_for
+from streaming.serve.rechecks import get_rechecker
 
-logger = logging.getLogger("streaming.consumers")
+logger = logging.getLogger("streaming.serve.consumer")
 
 # Top-level fields a client message may carry; any other is refused before dispatch.
 FIELDS = frozenset({"action", "request_id", "stream", "params"})
@@ -240,7 +241,7 @@ class StreamConsumer(AsyncAPIConsumer):
     def forget_gone(self) -> None:
         """Drops subscriptions the hub ended (their object was deleted: `gone` was sent)."""
         for stream, key in list(self.subscriptions):
-            if self not in self.hub.groups.get(messages.group_name(stream, key), ()):
+            if self not in self.hub.groups.get(protocol.group_name(stream, key), ()):
                 del self.subscriptions[(stream, key)]
 
     async def revoke(self, user: Any, lost: list[tuple[str, str]]) -> None:

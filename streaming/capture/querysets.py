@@ -20,8 +20,8 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, models, transaction
 from django.db.models.deletion import Collector
 
+from streaming.capture.signals import lock_arguments, others_listen_to_deletes, schedule_objects
 from streaming.registry import key_fields
-from streaming.signals import lock_arguments, others_listen_to_deletes, schedule_objects
 
 Row = dict[str, Any]
 

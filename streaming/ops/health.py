@@ -22,11 +22,11 @@ from django.views.decorators.http import require_safe
 
 from streaming.conf import version_store
 
-logger = logging.getLogger("streaming.health")
+logger = logging.getLogger("streaming.ops.health")
 
 # Seconds each check may take before it counts as failed: well under a proxy's probe timeout.
 TIMEOUT_SECONDS = 2.0
-MESSAGE_TYPE = "streaming.health"
+MESSAGE_TYPE = "streaming.ops.health"
 
 
 class _Probe:
@@ -63,7 +63,7 @@ async def check_channel_layer() -> None:
         probe = _probes[loop] = _Probe(layer)
     async with probe.lock:
         if probe.channel is None:
-            probe.channel = await layer.new_channel("streaming.health.")
+            probe.channel = await layer.new_channel("streaming.ops.health.")
         nonce = uuid.uuid4().hex
         await layer.send(probe.channel, {"type": MESSAGE_TYPE, "nonce": nonce})
         # An answer to an earlier check that timed out may still be queued: skip it.

@@ -12,7 +12,7 @@ from functools import partial
 
 from django.db import transaction
 
-from streaming.publish import publisher
+from streaming.publish.publisher import publisher
 from streaming.registry import AllKeys
 
 _REGISTERED = "_streaming_registered"

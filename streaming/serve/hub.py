@@ -5,7 +5,7 @@ sockets watch that key, and one pre-encoded frame fanned out to all of them.
 It also keeps what each socket has seen: versions only grow per socket, and a socket that
 is still waiting for its subscribe reply gets the newest update right after that reply.
 Under daphne, frames go straight to each socket's transport, and a socket that stops
-reading gets the newest update per key once it drains (streaming/wire.py).
+reading gets the newest update per key once it drains (streaming/serve/daphne.py).
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from streaming import messages
+from streaming import protocol
 from streaming.conf import streaming_settings, version_store
-from streaming.heartbeat import Heartbeat
+from streaming.ops.stats import stats
 from streaming.registry import StreamNotFound, get_stream
-from streaming.stats import stats
-from streaming.wire import Wire, frame_of, wire_for
+from streaming.serve.daphne import Wire, frame_of, wire_for
+from streaming.serve.heartbeat import Heartbeat
 
-logger = logging.getLogger("streaming.hub")
+logger = logging.getLogger("streaming.serve.hub")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -74,7 +74,7 @@ class Hub:
         async with self._start_lock:
             if self.channel is not None:
                 return
-            self.channel = await self.layer.new_channel("streaming.hub.")
+            self.channel = await self.layer.new_channel("streaming.serve.hub.")
             self.heartbeat = Heartbeat(self.layer, self.channel, self._rejoin_and_resync)
             self._tasks = [
                 self.loop.create_task(self._receive()),
@@ -84,14 +84,14 @@ class Hub:
     async def join(self, owner: object, send: Send, stream: str, key: str) -> Member:
         """Subscribes `owner` to a key; returns once the key's updates reach this hub."""
         await self.start()
-        group = messages.group_name(stream, key)
+        group = protocol.group_name(stream, key)
         joined = self._joined.get(group)
         if joined is None:
             joined = self._joined[group] = self.loop.create_future()
             self.groups[group] = {}
             self.keys[group] = (stream, key)
             try:
-                await self._add(group, messages.control_group(stream))
+                await self._add(group, protocol.control_group(stream))
             except BaseException as exc:
                 del self._joined[group], self.groups[group], self.keys[group]
                 joined.set_exception(exc)
@@ -127,7 +127,7 @@ class Hub:
 
     async def leave(self, owner: object, stream: str, key: str) -> None:
         """Unsubscribes `owner`; the last one out drops the key's subscription."""
-        group = messages.group_name(stream, key)
+        group = protocol.group_name(stream, key)
         members = self.groups.get(group)
         member = members.pop(owner, None) if members is not None else None
         if member is None:
@@ -230,7 +230,7 @@ class Hub:
         versions = await version_store().next(stream, keys)
         for key, version in zip(keys, versions, strict=True):
             payload = await database_sync_to_async(source.payload)(key, None)
-            await self.fanout(messages.update_message(stream, key, version, payload))
+            await self.fanout(protocol.update_message(stream, key, version, payload))
 
     async def resync(self) -> None:
         """Re-sends every subscribed key: called when channel-layer messages may be lost."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from streaming.conf import streaming_settings
 
-logger = logging.getLogger("streaming.hub")
+logger = logging.getLogger("streaming.serve.hub")
 
 
 class Heartbeat:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from streaming.consumers import StreamConsumer
+from streaming.serve.consumer import StreamConsumer
 
 websocket_urlpatterns = [
     path("ws/stream/", StreamConsumer.as_asgi()),

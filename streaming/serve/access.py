@@ -11,16 +11,16 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 
-from streaming.middleware import SESSION_KEY, resolve_session
 from streaming.registry import StreamNotFound, get_stream
+from streaming.serve.middleware import SESSION_KEY, resolve_session
 
-logger = logging.getLogger("streaming.access")
+logger = logging.getLogger("streaming.serve.access")
 
 
 def session_key(scope: Mapping[str, Any]) -> str | None:
     """
     Returns the key of the session the socket was opened with: set by
-    streaming.middleware, or by channels' SessionMiddleware when that one is used instead.
+    streaming.serve.middleware, or by channels' SessionMiddleware when that one is used instead.
     """
     if SESSION_KEY in scope:
         return scope[SESSION_KEY]

@@ -15,8 +15,8 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from streaming.ops.stats import stats
 from streaming.registry import all_streams
-from streaming.stats import stats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from streaming import access
 from streaming.conf import streaming_settings
+from streaming.serve import access
 
-logger = logging.getLogger("streaming.rechecks")
+logger = logging.getLogger("streaming.serve.rechecks")
 
 
 class Rechecker:

@@ -5,7 +5,7 @@ the socket needs: who opened it, and which consumer serves its path.
 SessionUserMiddleware is a lighter AuthMiddlewareStack for long-lived sockets. channels'
 stack keeps, for as long as a socket lives, a session wrapper (it exists to save HTTP
 sessions; a socket never saves one), a SessionStore, a lazy user and four copies of the
-scope. This keeps the session's key (streaming.access re-reads the session by it) and the
+scope. This keeps the session's key (streaming.serve.access re-reads the session by it) and the
 user, in one scope copy. PathRouter routes literal paths without URLRouter's coroutine frame
 and scope copy (about 1.4 KB per socket); the scope then has no "url_route".
 """

@@ -1,0 +1,1 @@
+"""Operations: counters, the health check and the Prometheus export."""

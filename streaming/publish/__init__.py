@@ -1,0 +1,1 @@
+"""Publish: runs in every process that writes. Sends committed keys over the channel layer."""
