@@ -3,12 +3,11 @@ A writer process of the convergence stress run (bench/stress.py): random creates
 moves, deletes, bulk writes, rolled-back savepoints and series edits over three keys.
 
 `python -m bench.stress_writer SEED COUNT` makes COUNT writes and prints one JSON record per
-write (["write"]) and per key it changed (["seen", commit time, key, version just after]).
+write (["write"]) and per key it changed (["seen", commit time, key, clock before it + 1]).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import sys
@@ -28,12 +27,9 @@ class Writer:
 
     def __init__(self, seed: int) -> None:
         from metrics.models import Series
-        from streaming.conf import version_store
 
         self.rng = random.Random(seed)
         self.series = {s.slug: s for s in Series.objects.filter(slug__in=AGGREGATIONS)}
-        self.store = version_store()
-        self.loop = asyncio.new_event_loop()
         self.held: list[Any] = []
 
     def at(self, pair: tuple[str, str]) -> tuple[Any, datetime]:
@@ -145,8 +141,13 @@ class Writer:
 
         from metrics.streams import week_key
         from metrics.weeks import IsoWeek
+        from streaming.publish.snapshot import snapshot
 
         for _ in range(count):
+            # The clock before this write: its commit's version is above it, so a state
+            # with a version above it was read after the write began.
+            with snapshot(None) as before:
+                version = before + 1
             try:
                 changed = self.write()
             except (IntegrityError, OperationalError):
@@ -158,7 +159,6 @@ class Writer:
             self.report("write")
             for slug, week in changed:
                 key = week_key(self.series[slug].pk, IsoWeek.parse(week))
-                version = self.loop.run_until_complete(self.store.current(STREAM, key))
                 self.report("seen", committed, key, version)
 
 

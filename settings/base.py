@@ -128,12 +128,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 
 # ------------------------------------------------------------------------------
 # https://channels.readthedocs.io/en/latest/topics/channel_layers.html
 def channel_settings(redis_url: str) -> tuple[dict, dict]:
-    """Returns CHANNEL_LAYERS and STREAMING for a Redis URL, or for one process when empty."""
+    """
+    Returns CHANNEL_LAYERS and STREAMING for a Redis URL. Without one, one machine needs
+    nothing more: every server reads the database's change log (docs/deploy.md).
+    """
     if not redis_url:
-        return (
-            {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
-            {"VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}},
-        )
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}, {}
     layers = {
         "default": {
             # Pub/sub: one PUBLISH per broadcast whatever the number of subscribers, and
@@ -143,14 +143,7 @@ def channel_settings(redis_url: str) -> tuple[dict, dict]:
             "CONFIG": {"hosts": [{"address": redis_url, "max_connections": 1000}]},
         }
     }
-    # Per-key versions stay monotonic across processes (see docs/protocol.md).
-    streaming = {
-        "VERSION_STORE": {
-            "BACKEND": "streaming.publish.versions.RedisVersionStore",
-            "OPTIONS": {"url": redis_url},
-        }
-    }
-    return layers, streaming
+    return layers, {}
 
 
 REDIS_URL = env("REDIS_URL", default="")

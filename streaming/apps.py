@@ -8,3 +8,13 @@ class StreamingConfig(AppConfig):
 
     name = "streaming"
     verbose_name = "Live streams"
+
+    def ready(self) -> None:
+        """Connects the capture: signal receivers, and the triggers installed after migrate."""
+        from django.db.models.signals import post_migrate
+
+        from streaming import registry
+        from streaming.capture import install, signals
+
+        registry.on_observe(signals.observe)
+        post_migrate.connect(install.after_migrate, sender=self)

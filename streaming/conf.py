@@ -6,11 +6,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.utils.module_loading import import_string
 
 DEFAULTS: dict[str, Any] = {
-    # Where per-key versions come from; must be shared by every process that broadcasts.
-    "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore", "OPTIONS": {}},
     # Largest text frame a client may send, in bytes; larger ones close the socket (4009).
     "MAX_MESSAGE_BYTES": 64 * 1024,
     # Subscriptions one connection may hold at once.
@@ -29,6 +26,15 @@ DEFAULTS: dict[str, Any] = {
     # How long a writer keeps retrying a failed broadcast, and how long exit waits for it.
     "RETRY_SECONDS": 30.0,
     "EXIT_FLUSH_SECONDS": 5.0,
+    # The relay (every server process) reads the database's change log: SQLite is polled
+    # this often (PRAGMA data_version, microseconds a poll); PostgreSQL wakes it by NOTIFY.
+    "RELAY_POLL_SECONDS": 0.02,
+    # It reads the log at least this often anyway (a NOTIFY missed while reconnecting).
+    "RELAY_SAFETY_SECONDS": 1.0,
+    # Changes are kept this long, and at most this many: a relay that falls further behind
+    # re-reads every key it serves.
+    "CHANGE_RETENTION_SECONDS": 60.0,
+    "CHANGE_LOG_MAX_ROWS": 10_000,
 }
 
 
@@ -48,19 +54,25 @@ class StreamingSettings:
     def reload(self) -> None:
         """Forgets cached values, so the next read sees the current settings."""
         self._cache.clear()
-        _backends.clear()
 
 
 streaming_settings = StreamingSettings()
-_backends: dict[str, Any] = {}
+_local_layer: list[Any] = []
 
 
-def version_store() -> Any:
-    """Returns the process's version store, built from STREAMING["VERSION_STORE"]."""
-    if "versions" not in _backends:
-        config = streaming_settings.VERSION_STORE
-        _backends["versions"] = import_string(config["BACKEND"])(**config.get("OPTIONS", {}))
-    return _backends["versions"]
+def channel_layer() -> Any:
+    """
+    Returns the default channel layer; without CHANNEL_LAYERS, one in-memory layer for the
+    process (one machine needs no Redis: the database relay carries changes between processes).
+    """
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is not None:
+        return layer
+    if not _local_layer:
+        _local_layer.append(InMemoryChannelLayer())
+    return _local_layer[0]
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:

@@ -2,10 +2,12 @@
 
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.http import HttpRequest
 
 
 def streaming(request: HttpRequest) -> dict[str, Any]:
-    """Returns `streaming_cross_process`: False when only this process can broadcast."""
-    return {"streaming_cross_process": not isinstance(get_channel_layer(), InMemoryChannelLayer)}
+    """
+    Returns `streaming_cross_process`, True: every server reads the database's change log,
+    so writes from any process reach its pages, with or without a shared channel layer.
+    """
+    return {"streaming_cross_process": True}

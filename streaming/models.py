@@ -13,3 +13,42 @@ class LiveStream(models.Model):
 
     def __str__(self) -> str:
         return "live streams"
+
+
+class Change(models.Model):
+    """
+    One committed write to an observed table, recorded by the database's own triggers in the
+    writer's transaction (streaming/capture/triggers.py). `rows` holds the key fields of each
+    row touched, old and new, as a JSON list; `version` is the clock at the writer's commit.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    version = models.BigIntegerField(null=True, db_index=True)
+    # PostgreSQL: the writing transaction, which stamps `version` on its rows at commit.
+    txid = models.BigIntegerField(default=0, db_index=True)
+    model = models.CharField(max_length=200)
+    rows = models.TextField()
+
+    class Meta:
+        db_table = "streaming_change"
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.model} @ {self.version}"
+
+
+class Clock(models.Model):
+    """
+    Row 1 is the version clock, bumped by every writing transaction (never below the time in
+    microseconds); row 2 is the newest version pruned from the change log.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "streaming_clock"
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.id}: {self.n}"

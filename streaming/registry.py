@@ -61,12 +61,19 @@ _streams: dict[str, Stream] = {}
 _sources: dict[type[models.Model], list[tuple[Stream, Source]]] = {}
 # key_fields() per model, read on every save: rebuilt when streams change.
 _key_fields: dict[type[models.Model], tuple[str, ...]] = {}
+# Called with each observed model (streaming.capture connects its signal receivers).
+_listeners: list[Callable[[type[models.Model]], None]] = []
+
+
+def on_observe(listener: Callable[[type[models.Model]], None]) -> None:
+    """Calls `listener` with every observed model, now and as streams are registered."""
+    _listeners.append(listener)
+    for model in list(_sources):
+        listener(model)
 
 
 def register(stream: Stream) -> Stream:
     """Registers a stream and starts observing its models; call it from AppConfig.ready()."""
-    from streaming.capture import signals
-
     if stream.name in _streams:
         if _streams[stream.name] == stream:
             return stream
@@ -74,7 +81,8 @@ def register(stream: Stream) -> Stream:
     _streams[stream.name] = stream
     for source in stream.sources:
         _sources.setdefault(source.model, []).append((stream, source))
-        signals.observe(source.model)
+        for listener in _listeners:
+            listener(source.model)
     _key_fields.clear()
     return stream
 
@@ -103,6 +111,14 @@ def all_streams() -> list[Stream]:
 def sources_for(model: type[models.Model]) -> list[tuple[Stream, Source]]:
     """Returns the (stream, source) pairs observing `model`."""
     return _sources.get(model, [])
+
+
+def model_for_label(label: str) -> type[models.Model] | None:
+    """Returns the observed model whose `_meta.label_lower` is `label`, if any."""
+    for model in _sources:
+        if model._meta.label_lower == label:
+            return model
+    return None
 
 
 def key_fields(model: type[models.Model]) -> tuple[str, ...]:

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from streaming.conf import version_store
+from streaming.conf import channel_layer
+from streaming.publish import snapshot
 
 logger = logging.getLogger("streaming.ops.health")
 
@@ -54,7 +54,7 @@ async def check_database() -> None:
 async def check_channel_layer() -> None:
     """Sends a message to this process's health channel and waits for it to come back."""
     # Any: new_channel(prefix) is in every real layer but not in the base class's stub.
-    layer: Any = get_channel_layer()
+    layer: Any = channel_layer()
     if layer is None:
         raise RuntimeError("No channel layer is configured.")
     loop = asyncio.get_running_loop()
@@ -71,9 +71,14 @@ async def check_channel_layer() -> None:
             pass
 
 
+def _read_clock() -> None:
+    with snapshot.snapshot(None):
+        pass
+
+
 async def check_versions() -> None:
-    """Reads a version from the version store, which every broadcast needs."""
-    await version_store().current(MESSAGE_TYPE, "probe")
+    """Reads the version clock in a snapshot, as every broadcast does."""
+    await database_sync_to_async(_read_clock)()
 
 
 CHECKS: dict[str, Callable[[], Awaitable[None]]] = {

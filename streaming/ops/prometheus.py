@@ -53,6 +53,24 @@ METRICS = [
         "Broadcasts that failed to reach the channel layer (each is retried).",
     ),
     (
+        "relay_changes",
+        "streaming_relay_changes_total",
+        "counter",
+        "Changes this server's relay read from the database's change log (stream \"*\").",
+    ),
+    (
+        "relay_failures",
+        "streaming_relay_failures_total",
+        "counter",
+        "Failed reads of the change log by this server's relay (each is retried).",
+    ),
+    (
+        "repair_failures",
+        "streaming_repair_failures_total",
+        "counter",
+        "Keys whose re-read from the database failed on this server (retried with backoff).",
+    ),
+    (
         "last_latency_seconds",
         "streaming_last_commit_to_send_seconds",
         "gauge",

@@ -16,6 +16,11 @@ class Stats:
         self.dropped: Counter[str] = Counter()
         self.send_failures: Counter[str] = Counter()
         self.subscribers: Counter[str] = Counter()
+        # The relay: changes read from the database's log, and failed reads ("*": no stream).
+        self.relay_changes: Counter[str] = Counter()
+        self.relay_failures: Counter[str] = Counter()
+        # Keys whose re-read from the database failed (retried with backoff).
+        self.repair_failures: Counter[str] = Counter()
         self.last_latency_seconds: dict[str, float] = {}
 
     def add(self, counter: str, stream: str, amount: int = 1) -> None:
@@ -37,6 +42,9 @@ class Stats:
                 "dropped": dict(self.dropped),
                 "send_failures": dict(self.send_failures),
                 "subscribers": dict(self.subscribers),
+                "relay_changes": dict(self.relay_changes),
+                "relay_failures": dict(self.relay_failures),
+                "repair_failures": dict(self.repair_failures),
                 "last_latency_seconds": dict(self.last_latency_seconds),
             }
 

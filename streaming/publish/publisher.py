@@ -1,10 +1,12 @@
 """
-Sends committed changes from any process: admin, REST, shells, scripts and commands.
+Sends committed changes from any process: admin, REST, shells, scripts and commands. This
+is the fast path: the database's change log (read by every server's relay) is what makes
+delivery certain, even for a writer killed right after its commit.
 
 save() only drops its keys into a dict and returns (microseconds, whatever the number of
-subscribers). One thread per process then, for each key, takes the next version, reads
-the payload once, encodes it once and group_sends it over one long-lived connection. A key
-written again before the thread reaches it is sent once, with the latest state.
+subscribers). One thread per process then reads the keys' payloads and their version in
+one database snapshot, encodes each once and group_sends it over one long-lived connection.
+A key written again before the thread reaches it is sent once, with the latest state.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import InMemoryChannelLayer
 from django.db import connections
 
 from streaming import protocol
-from streaming.conf import streaming_settings, version_store
+from streaming.conf import channel_layer, streaming_settings
 from streaming.ops.stats import stats
+from streaming.publish import snapshot
 from streaming.registry import AllKeys, StreamNotFound, get_stream
 
 logger = logging.getLogger("streaming.publish.publisher")
@@ -51,6 +55,8 @@ class Publisher:
     def enqueue(self, items: list[tuple[str, str | AllKeys, str]]) -> None:
         """Queues (stream, key, using) items for sending; never raises."""
         try:
+            if not reaches_anyone():
+                return
             now = time.monotonic()
             with self._cond:
                 for stream, key, using in items:
@@ -168,11 +174,14 @@ class Publisher:
         by_stream: dict[str, list[str | AllKeys]] = defaultdict(list)
         for stream_name, key in batch:
             by_stream[stream_name].append(key)
-        failed = {}
+        failed: dict[Item, tuple[str, float]] = {}
         for stream_name, keys in by_stream.items():
             started = time.monotonic()
             try:
-                outgoing = self._build(stream_name, keys, batch)
+                outgoing, bad = self._build(stream_name, keys, batch)
+                if bad:
+                    stats.add("send_failures", stream_name, len(bad))
+                    failed.update({(stream_name, k): batch[(stream_name, k)] for k in bad})
                 loop.run_until_complete(_group_send_all(outgoing))
             except StreamNotFound:
                 continue
@@ -199,22 +208,33 @@ class Publisher:
         stream_name: str,
         keys: list[str | AllKeys],
         batch: dict[Item, tuple[str, float]],
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+        """Returns the messages to send and the keys whose payload or encoding failed."""
         stream = get_stream(stream_name)
-        plain = [k for k in keys if isinstance(k, str)]
-        # Version first, payload second: the highest version reads after every commit.
-        versions = version_store().next_blocking(stream_name, plain)
-        outgoing = []
-        for key, version in zip(plain, versions, strict=True):
-            payload = stream.payload(key, batch[(stream_name, key)][0])
-            message = protocol.update_message(stream_name, key, version, payload)
-            outgoing.append((protocol.group_name(stream_name, key), message))
-            logger.debug("streaming: built stream=%s key=%s version=%d", stream_name, key, version)
+        by_alias: dict[str, list[str]] = defaultdict(list)
+        for key in keys:
+            if isinstance(key, str):
+                by_alias[batch[(stream_name, key)][0]].append(key)
+        outgoing, failed = [], []
+        for using, plain in by_alias.items():
+            version, results = snapshot.read_each(stream.payload, plain, using)
+            for key in plain:
+                payload = results[key]
+                try:
+                    if isinstance(payload, Exception):
+                        raise payload
+                    message = protocol.update_message(stream_name, key, version, payload)
+                except Exception:
+                    # One bad key (say a payload JSON refuses) must not hold back the others.
+                    logger.exception("streaming: cannot build %s key %r", stream_name, key)
+                    failed.append(key)
+                    continue
+                outgoing.append((message["group"], message))
         for every in keys:
             if isinstance(every, AllKeys):
                 message = protocol.refresh_message(stream_name, every.prefix)
                 outgoing.append((protocol.control_group(stream_name), message))
-        return outgoing
+        return outgoing, failed
 
 
 def _log_sent(
@@ -244,15 +264,34 @@ def _log_sent(
     )
 
 
+def reaches_anyone() -> bool:
+    """
+    Returns whether this process's broadcasts can reach a socket: over a shared channel layer,
+    or to this process's own hub. Otherwise the servers' relays deliver from the database.
+    """
+    if not isinstance(channel_layer(), InMemoryChannelLayer):
+        return True
+    return local_loop() is not None
+
+
+def serve_locally(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by a server's hub: broadcasts of this process may be handed to its loop."""
+    _local_loops.add(loop)
+
+
+def local_loop() -> asyncio.AbstractEventLoop | None:
+    """Returns the event loop of this process's running hub, if there is one."""
+    for loop in list(_local_loops):
+        if loop.is_running() and not loop.is_closed():
+            return loop
+    return None
+
+
 async def _group_send_all(outgoing: list[tuple[str, dict[str, Any]]]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
+    layer = channel_layer()
     if isinstance(layer, InMemoryChannelLayer):
         # One process only: hand the messages to the hub's own event loop, the only place
         # an in-memory layer can be used from.
-        from streaming.serve.hub import local_loop
-
         loop = local_loop()
         if loop is None:
             return
@@ -266,4 +305,5 @@ async def _send_each(layer: Any, outgoing: list[tuple[str, dict[str, Any]]]) -> 
     await asyncio.gather(*(layer.group_send(group, message) for group, message in outgoing))
 
 
+_local_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 publisher = Publisher()

@@ -27,7 +27,8 @@ from rest_framework.exceptions import (
 from rest_framework.permissions import AllowAny
 
 from streaming import protocol
-from streaming.conf import streaming_settings, version_store
+from streaming.conf import streaming_settings
+from streaming.publish import snapshot
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 from streaming.serve import access
 from streaming.serve.daphne import release_upgrade_request, wire_for
@@ -207,8 +208,9 @@ class StreamConsumer(AsyncAPIConsumer):
         member = await self.hub.join(self, self.base_send, stream.name, key)
         self.subscriptions[(stream.name, key)] = member
         try:
-            version = await version_store().current(stream.name, key)
-            payload = await database_sync_to_async(stream.payload)(key, None)
+            version, (payload,) = await database_sync_to_async(snapshot.read)(
+                stream.payload, [key], None
+            )
         except BaseException:
             await self._leave(stream.name, key)
             raise

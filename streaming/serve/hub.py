@@ -17,14 +17,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 
 from streaming import protocol
-from streaming.conf import streaming_settings, version_store
+from streaming.conf import channel_layer, streaming_settings
 from streaming.ops.stats import stats
-from streaming.registry import StreamNotFound, get_stream
+from streaming.publish import snapshot
+from streaming.publish.publisher import serve_locally
+from streaming.registry import AllKeys, StreamNotFound, get_stream
 from streaming.serve.daphne import Wire, frame_of, wire_for
 from streaming.serve.heartbeat import Heartbeat
+from streaming.serve.relay import Changes, Relay
 
 logger = logging.getLogger("streaming.serve.hub")
 
@@ -32,6 +34,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Seconds between looks at sockets whose send buffer was full.
 DRAIN_POLL_SECONDS = 0.05
+# A mark that always re-reads: no socket can hold a version this high.
+ALWAYS = 2**63
+# A key whose re-read failed is tried again after this, doubling up to the maximum.
+REPAIR_BACKOFF_SECONDS = 0.5
+REPAIR_BACKOFF_MAX_SECONDS = 30.0
 
 
 class Member:
@@ -56,7 +63,7 @@ class Hub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         # Any: the hub uses the Redis layers' new_channel(prefix), not in the base stub.
-        self.layer: Any = get_channel_layer()
+        self.layer: Any = channel_layer()
         self.channel: str | None = None
         self.groups: dict[str, dict[object, Member]] = {}
         self.keys: dict[str, tuple[str, str]] = {}
@@ -68,6 +75,11 @@ class Hub:
         # Sockets over their send-buffer limit, with the members holding an update for them.
         self._stalled: dict[Wire, set[Member]] = {}
         self._drainer: asyncio.Task[None] | None = None
+        # Keys to re-read from the database, with the version their sockets must reach.
+        self._dirty: dict[str, int] = {}
+        self._failures: dict[str, int] = {}
+        self._repairer: asyncio.Task[None] | None = None
+        self.relay: Relay | None = None
 
     async def start(self) -> None:
         """Creates the hub's channel and starts its receive and heartbeat tasks."""
@@ -76,6 +88,8 @@ class Hub:
                 return
             self.channel = await self.layer.new_channel("streaming.serve.hub.")
             self.heartbeat = Heartbeat(self.layer, self.channel, self._rejoin_and_resync)
+            self.relay = Relay(self.loop, self.changed, self.resync)
+            self.relay.start()
             self._tasks = [
                 self.loop.create_task(self._receive()),
                 self.loop.create_task(self.heartbeat.run()),
@@ -218,24 +232,89 @@ class Hub:
                 if not held:
                     del self._stalled[wire]
 
-    async def refresh(self, stream: str, prefix: str = "") -> None:
-        """Re-sends this hub's subscribed keys of `stream` starting with `prefix`."""
-        keys = [k for g, (s, k) in self.keys.items() if s == stream and k.startswith(prefix)]
-        if not keys:
+    def changed(self, changes: Changes) -> None:
+        """
+        Called with keys that changed (by the relay, or a refresh): marks the ones served here
+        for a re-read. Each carries the version of its change; a key whose every socket has
+        been sent that version or a later one (by the channel layer) needs nothing.
+        """
+        for stream, keys in changes.items():
+            for key, version in keys.items():
+                if isinstance(key, AllKeys):
+                    for group, (s, k) in self.keys.items():
+                        if s == stream and k.startswith(key.prefix):
+                            self._mark(group, version)
+                else:
+                    self._mark(protocol.group_name(stream, key), version)
+
+    def _mark(self, group: str, version: int) -> None:
+        if group not in self.keys:
             return
+        self._dirty[group] = max(self._dirty.get(group, 0), version)
+        if self._repairer is None or self._repairer.done():
+            self._repairer = self.loop.create_task(self._guard(self._repair()))
+
+    async def refresh(self, stream: str, prefix: str = "") -> None:
+        """Re-reads and re-sends this hub's subscribed keys of `stream` under `prefix`."""
+        self.changed({stream: {AllKeys(prefix): ALWAYS}})
+
+    def resync(self) -> None:
+        """Re-reads and re-sends every subscribed key: messages may have been lost."""
+        for group in self.keys:
+            self._mark(group, ALWAYS)
+
+    async def _repair(self) -> None:
+        """Re-reads marked keys, a stream at a time in one snapshot, until none is left."""
+        while self._dirty:
+            # Let a burst of marks gather into one read.
+            await asyncio.sleep(0)
+            batch, self._dirty = self._dirty, {}
+            by_stream: dict[str, list[tuple[str, str, int]]] = {}
+            for group, needed in batch.items():
+                members = self.groups.get(group)
+                if members and any(m.version < needed for m in members.values()):
+                    stream, key = self.keys[group]
+                    by_stream.setdefault(stream, []).append((group, key, needed))
+            for stream, wanted in by_stream.items():
+                await self._reread(stream, wanted)
+
+    async def _reread(self, stream: str, wanted: list[tuple[str, str, int]]) -> None:
         try:
             source = get_stream(stream)
         except StreamNotFound:
             return
-        versions = await version_store().next(stream, keys)
-        for key, version in zip(keys, versions, strict=True):
-            payload = await database_sync_to_async(source.payload)(key, None)
-            await self.fanout(protocol.update_message(stream, key, version, payload))
+        keys = [key for _, key, _ in wanted]
+        try:
+            version, results = await database_sync_to_async(snapshot.read_each)(
+                source.payload, keys, None
+            )
+        except Exception:
+            logger.exception("streaming: re-reading %d key(s) of %s failed", len(keys), stream)
+            results = dict.fromkeys(keys)
+            version, failed = 0, set(keys)
+        else:
+            failed = {key for key, value in results.items() if isinstance(value, Exception)}
+        for group, key, needed in wanted:
+            if key in failed:
+                self._retry_later(group, needed)
+                stats.add("repair_failures", stream)
+                continue
+            self._failures.pop(group, None)
+            payload = results[key]
+            assert not isinstance(payload, Exception)
+            try:
+                message = protocol.update_message(stream, key, version, payload)
+            except Exception:
+                logger.exception("streaming: cannot encode %s key %r", stream, key)
+                self._retry_later(group, needed)
+                continue
+            await self.fanout(message)
 
-    async def resync(self) -> None:
-        """Re-sends every subscribed key: called when channel-layer messages may be lost."""
-        for stream in {s for s, _ in self.keys.values()}:
-            await self.refresh(stream)
+    def _retry_later(self, group: str, needed: int) -> None:
+        """Marks `group` again after a growing delay: repair is level-triggered."""
+        count = self._failures[group] = self._failures.get(group, 0) + 1
+        delay = min(REPAIR_BACKOFF_SECONDS * 2 ** (count - 1), REPAIR_BACKOFF_MAX_SECONDS)
+        self.loop.call_later(delay, self._mark, group, needed)
 
     async def _receive(self) -> None:
         assert self.channel is not None
@@ -246,9 +325,7 @@ class Hub:
                 if kind == "stream.update":
                     await self.fanout(message)
                 elif kind == "stream.refresh":
-                    self.loop.create_task(
-                        self._guard(self.refresh(message["stream"], message["prefix"]))
-                    )
+                    self.changed({message["stream"]: {AllKeys(message["prefix"]): ALWAYS}})
                 elif kind == "stream.heartbeat" and self.heartbeat is not None:
                     recovery = self.heartbeat.received(message["seq"])
                     if recovery is not None:
@@ -266,7 +343,7 @@ class Hub:
             await self.layer.group_add(group, self.channel)
         for control in self._controls:
             await self.layer.group_add(control, self.channel)
-        await self.resync()
+        self.resync()
 
     async def _guard(self, coro: Awaitable[None]) -> None:
         try:
@@ -284,12 +361,5 @@ def get_hub() -> Hub:
     hub = _hubs.get(loop)
     if hub is None:
         hub = _hubs[loop] = Hub(loop)
+        serve_locally(loop)
     return hub
-
-
-def local_loop() -> asyncio.AbstractEventLoop | None:
-    """Returns the event loop of this process's running hub, if there is one."""
-    for loop in list(_hubs):
-        if loop.is_running() and not loop.is_closed():
-            return loop
-    return None

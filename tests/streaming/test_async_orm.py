@@ -55,11 +55,8 @@ urlpatterns = [path("record/", record)]
 
 @pytest.fixture(autouse=True)
 def memory_layer(settings) -> None:
-    """Keeps these tests in one process: the in-memory layer and local versions."""
+    """Keeps these tests in one process: the in-memory layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {
-        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
-    }
 
 
 @pytest.fixture

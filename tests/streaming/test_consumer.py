@@ -29,11 +29,8 @@ REPLY_KEYS = {"action", "request_id", "response_status", "errors", "data"}
 
 @pytest.fixture(autouse=True)
 def memory_layer(settings) -> None:
-    """Keeps these tests in one process: the in-memory layer and local versions."""
+    """Keeps these tests in one process: the in-memory layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {
-        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
-    }
 
 
 @pytest.fixture

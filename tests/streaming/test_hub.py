@@ -18,11 +18,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def memory_layer(settings) -> None:
-    """Keeps the hub in this process: the in-memory layer and local versions."""
+    """Keeps the hub in this process: the in-memory layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {
-        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
-    }
 
 
 async def test_a_key_left_during_a_fanout_gets_nothing_more():

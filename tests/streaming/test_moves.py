@@ -30,11 +30,8 @@ Frame = dict[str, Any]
 
 @pytest.fixture(autouse=True)
 def memory_layer(settings) -> None:
-    """Keeps these tests in one process: the in-memory layer and local versions."""
+    """Keeps these tests in one process: the in-memory layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {
-        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
-    }
 
 
 def monday(week: IsoWeek, hour: int = 12) -> datetime:

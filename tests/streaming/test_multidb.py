@@ -26,11 +26,8 @@ MONDAY = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def memory_layer(settings) -> None:
-    """Keeps these tests in one process: the in-memory layer and local versions."""
+    """Keeps these tests in one process: the in-memory layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {
-        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
-    }
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 """
-Redis Sentinel, as docs/deploy.md configures it: the channel layer and the version store
-both find the master through a real sentinel process, and a save reaches a subscriber.
+Redis Sentinel, as docs/deploy.md configures it: the channel layer
+finds the master through a real sentinel process, and a save reaches a subscriber.
 """
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +14,6 @@ import pytest
 from channels.db import database_sync_to_async
 
 from metrics.models import Metric, Series
-from streaming.publish.versions import RedisVersionStore, SentinelVersionStore
 from tests.support.consumer import ConsumerSocket
 from tests.support.redis_server import RedisServer, free_port, wait_for_port
 
@@ -40,32 +38,12 @@ def sentinel(redis_server: RedisServer) -> Iterator[tuple[str, int]]:
         process.wait(10)
 
 
-async def test_version_store_through_sentinel_counts_in_the_master(sentinel, redis_server):
-    """Tests that SentinelVersionStore hands out growing versions kept in the master."""
-    store = SentinelVersionStore(sentinels=[sentinel], master_name="mymaster")
-    first, second = await store.next("s", ["k", "k"])
-    assert second == first + 1
-    # The publisher's blocking client counts on the same counter.
-    assert await asyncio.to_thread(store.next_blocking, "s", ["k"]) == [second + 1]
-    second += 1
-    assert await store.current("s", "k") == second
-    # The same counter, read straight from the master.
-    direct = await RedisVersionStore(redis_server.url).current("s", "k")
-    assert direct == second
-
-
 async def test_save_reaches_a_subscriber_through_sentinel(settings, sentinel):
     """Tests that the documented Sentinel settings carry a save to a subscribed socket."""
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [{"sentinels": [sentinel], "master_name": "mymaster"}]},
-        }
-    }
-    settings.STREAMING = {
-        "VERSION_STORE": {
-            "BACKEND": "streaming.publish.versions.SentinelVersionStore",
-            "OPTIONS": {"sentinels": [sentinel], "master_name": "mymaster"},
         }
     }
     series = await Series.objects.acreate(slug="cpu", name="CPU", aggregation="max")

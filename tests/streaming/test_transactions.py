@@ -50,11 +50,8 @@ urlpatterns = [path("fail/metrics/", FailingMetricViewSet.as_view({"post": "crea
 
 @pytest.fixture(autouse=True)
 def memory_layer(settings) -> None:
-    """Keeps these tests in one process: the in-memory layer and local versions."""
+    """Keeps these tests in one process: the in-memory layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {
-        "VERSION_STORE": {"BACKEND": "streaming.publish.versions.LocalVersionStore"}
-    }
 
 
 def at(week: IsoWeek, day: int = 0) -> datetime:

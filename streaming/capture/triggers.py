@@ -1,0 +1,195 @@
+"""
+Database triggers that record every committed write to an observed table in the change log
+(streaming.models.Change), whoever the writer: the ORM, bulk calls, raw SQL, other programs.
+
+They are generated from each Source's `fields` and installed after every `migrate`
+(streaming.apps), named by a hash of their SQL so that a changed definition replaces the old.
+A rolled-back transaction or savepoint records nothing; a committed one always has.
+
+Versions follow commit order. On SQLite one transaction writes at a time, so each row's
+trigger bumps the clock. On PostgreSQL a deferred trigger bumps it once per transaction, at
+commit, holding the clock row's lock until the commit is done: the next writer's version is
+taken after it. Either way a snapshot that reads the clock at n holds exactly the commits
+stamped up to n (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from streaming import registry
+
+PREFIX = "streaming_"
+# Clock floor: microseconds since the epoch, so a clock that starts again (a flushed or new
+# table) starts above every version handed out before.
+_SQLITE_NOW = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+_PG_NOW = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+
+_PG_STAMP = f"""
+CREATE OR REPLACE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  tx bigint := pg_current_xact_id()::text::bigint;
+  v bigint := NULLIF(current_setting('streaming.version', true), '')::bigint;
+BEGIN
+  IF v IS NULL THEN
+    INSERT INTO streaming_clock (id, n) VALUES (1, {_PG_NOW})
+      ON CONFLICT (id) DO UPDATE SET n = GREATEST(streaming_clock.n + 1, EXCLUDED.n)
+      RETURNING n INTO v;
+    PERFORM set_config('streaming.version', v::text, true);
+    PERFORM pg_notify('streaming', '');
+  END IF;
+  UPDATE streaming_change SET version = v WHERE txid = tx AND version IS NULL;
+  RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS streaming_stamp ON streaming_change;
+CREATE CONSTRAINT TRIGGER streaming_stamp AFTER INSERT ON streaming_change
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION streaming_stamp();
+"""
+
+
+def observed_models() -> list[type[models.Model]]:
+    """Returns every model a registered stream observes, in a stable order."""
+    seen = {source.model for stream in registry.all_streams() for source in stream.sources}
+    return sorted(seen, key=lambda model: model._meta.label_lower)
+
+
+def columns(model: type[models.Model]) -> list[tuple[str, str]]:
+    """Returns (attname, column) of the fields the model's keys read, the primary key first."""
+    meta = model._meta
+    names = dict.fromkeys([meta.pk.attname, *registry.key_fields(model)])
+    return [(name, str(meta.get_field(name).column)) for name in names]  # type: ignore[union-attr]
+
+
+def _json_object(connection: BaseDatabaseWrapper, model: type[models.Model], row: str) -> str:
+    qn = connection.ops.quote_name
+    function = "json_object" if connection.vendor == "sqlite" else "jsonb_build_object"
+    pairs = ", ".join(f"'{attname}', {row}.{qn(column)}" for attname, column in columns(model))
+    return f"{function}({pairs})"
+
+
+def _sqlite(connection: BaseDatabaseWrapper, model: type[models.Model]) -> dict[str, str]:
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    label = model._meta.label_lower
+    bump = (
+        f"INSERT INTO streaming_clock (id, n) VALUES (1, {_SQLITE_NOW}) "
+        "ON CONFLICT (id) DO UPDATE SET n = max(n + 1, excluded.n);"
+    )
+    old, new = _json_object(connection, model, "OLD"), _json_object(connection, model, "NEW")
+    rows = {"insert": f"json_array({new})", "delete": f"json_array({old})"}
+    rows["update"] = f"json_array({old}, {new})"
+    out = {}
+    for event, value in rows.items():
+        record = (
+            "INSERT INTO streaming_change (version, txid, model, rows) VALUES "
+            f"((SELECT n FROM streaming_clock WHERE id = 1), 0, '{label}', {value});"
+        )
+        out[f"{event}"] = f"AFTER {event.upper()} ON {table} FOR EACH ROW BEGIN {bump} {record} END"
+    return out
+
+
+def _postgresql(connection: BaseDatabaseWrapper, model: type[models.Model]) -> dict[str, str]:
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    label = model._meta.label_lower
+    old = f"SELECT {_json_object(connection, model, 'o')} AS r FROM streaming_old o"
+    new = f"SELECT {_json_object(connection, model, 'n')} AS r FROM streaming_new n"
+    select = {"insert": new, "delete": old, "update": f"{old} UNION {new}"}
+    referencing = {
+        "insert": "NEW TABLE AS streaming_new",
+        "delete": "OLD TABLE AS streaming_old",
+        "update": "OLD TABLE AS streaming_old NEW TABLE AS streaming_new",
+    }
+    out = {}
+    for event, rows in select.items():
+        # One record per statement: a bulk call of 1,000 rows is one insert, not 1,000.
+        body = (
+            "DECLARE r jsonb; BEGIN "
+            f"SELECT jsonb_agg(DISTINCT x.r) INTO r FROM ({rows}) x; "
+            "IF r IS NOT NULL THEN INSERT INTO streaming_change (txid, model, rows) VALUES "
+            f"(pg_current_xact_id()::text::bigint, '{label}', r::text); END IF; "
+            "RETURN NULL; END"
+        )
+        out[event] = (
+            f"AFTER {event.upper()} ON {table} REFERENCING {referencing[event]} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {{function}}()\n{body}"
+        )
+    return out
+
+
+def definitions(connection: BaseDatabaseWrapper, model: type[models.Model]) -> dict[str, str]:
+    """Returns {trigger name: definition} for `model` on `connection`, names hashed from SQL."""
+    build = _sqlite if connection.vendor == "sqlite" else _postgresql
+    out = {}
+    for event, sql in build(connection, model).items():
+        digest = hashlib.blake2b(sql.encode(), digest_size=4).hexdigest()
+        out[f"{PREFIX}{model._meta.db_table}_{event}_{digest}"[:63]] = sql
+    return out
+
+
+def supported(connection: BaseDatabaseWrapper) -> bool:
+    """Returns whether streaming can capture writes on this database."""
+    return connection.vendor in ("sqlite", "postgresql")
+
+
+def installed(connection: BaseDatabaseWrapper, model: type[models.Model]) -> set[str]:
+    """Returns the names of streaming's triggers on `model`'s table."""
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s",
+                [table],
+            )
+        else:
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+                "AND tgrelid = to_regclass(%s)",
+                [connection.ops.quote_name(table)],
+            )
+        return {name for (name,) in cursor.fetchall() if name.startswith(PREFIX)}
+
+
+def missing(connection: BaseDatabaseWrapper, model: type[models.Model]) -> set[str]:
+    """Returns the trigger names `model` needs that are not installed (or out of date)."""
+    return set(definitions(connection, model)) - installed(connection, model)
+
+
+def install(connection: BaseDatabaseWrapper, models_: Iterable[type[models.Model]]) -> list[str]:
+    """Installs what is missing and drops streaming's stale triggers; returns what changed."""
+    if not supported(connection):
+        return []
+    changed = []
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_PG_STAMP)
+        for model in models_:
+            wanted = definitions(connection, model)
+            present = installed(connection, model)
+            table = qn(model._meta.db_table)
+            for name in present - set(wanted):
+                on = "" if connection.vendor == "sqlite" else f" ON {table}"
+                cursor.execute(f"DROP TRIGGER IF EXISTS {qn(name)}{on}")
+                if connection.vendor == "postgresql":
+                    cursor.execute(f"DROP FUNCTION IF EXISTS {qn(name)}()")
+                changed.append(f"-{name}")
+            for name in set(wanted) - present:
+                cursor.execute(_create(connection, name, wanted[name]))
+                changed.append(f"+{name}")
+    return changed
+
+
+def _create(connection: BaseDatabaseWrapper, name: str, definition: str) -> str:
+    qn = connection.ops.quote_name
+    if connection.vendor == "sqlite":
+        return f"CREATE TRIGGER {qn(name)} {definition}"
+    trigger, body = definition.split("\n", 1)
+    return (
+        f"CREATE OR REPLACE FUNCTION {qn(name)}() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ {body} $$; CREATE TRIGGER {qn(name)} {trigger.format(function=qn(name))}"
+    )

@@ -1,0 +1,83 @@
+"""
+Reads keys' payloads and their version in one database snapshot.
+
+The version is the clock the capture triggers bump at every commit (streaming/capture/
+triggers.py). Read in the same snapshot as the payloads, it names exactly the commits they
+reflect: a higher version never carries an older state (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from django.db import connections, router
+
+from streaming.models import Clock
+
+T = TypeVar("T")
+logger = logging.getLogger("streaming.publish.snapshot")
+
+CLOCK_SQL = "SELECT n FROM streaming_clock WHERE id = 1"
+
+
+def alias_for(using: str | None) -> str:
+    """Returns the database alias holding the change log (and the clock) for `using`."""
+    return using or router.db_for_read(Clock) or "default"
+
+
+@contextmanager
+def snapshot(using: str | None) -> Iterator[int]:
+    """Runs the block in one read-only snapshot of `using`; yields the clock it saw."""
+    connection = connections[alias_for(using)]
+    if connection.in_atomic_block:
+        # Already inside a transaction (a caller's own): read in it as it is.
+        yield _clock(connection)
+        return
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        else:
+            # DEFERRED, not Django's atomic(): a reader must not take SQLite's write lock.
+            cursor.execute("BEGIN DEFERRED")
+    try:
+        yield _clock(connection)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("COMMIT")
+
+
+def _clock(connection: Any) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(CLOCK_SQL)
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def read(
+    payload: Callable[[str, str | None], T], keys: Sequence[str], using: str | None
+) -> tuple[int, list[T]]:
+    """Returns the version and each key's payload, read in one snapshot."""
+    with snapshot(using) as version:
+        return version, [payload(key, using) for key in keys]
+
+
+def read_each(
+    payload: Callable[[str, str | None], T], keys: Sequence[str], using: str | None
+) -> tuple[int, dict[str, T | Exception]]:
+    """
+    Returns what read() does, keyed by key; a key whose payload raises holds the exception
+    instead, so one bad key cannot fail the others (it is logged here).
+    """
+    out: dict[str, T | Exception] = {}
+    with snapshot(using) as version:
+        for key in keys:
+            try:
+                out[key] = payload(key, using)
+            except Exception as exc:
+                logger.exception("streaming: payload of key %r failed", key)
+                out[key] = exc
+    return version, out
