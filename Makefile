@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Narrows the test targets, e.g. `make test PYTEST_ARGS="tests/metrics -x"`.
+PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test test-sqlite test-postgres lint fmt bench stress soak storm clean
@@ -28,10 +30,10 @@ test: ## Install what is missing (chromium, redis-server, PostgreSQL), lint, the
 	@PYTHON=$(PYTHON) ./scripts/ensure-services $(MAKE) --no-print-directory lint test-sqlite test-postgres
 
 test-sqlite: venv ## The suite on SQLite, installing nothing
-	env -u DATABASE_URL $(PY) -m pytest
+	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
 test-postgres: venv ## The suite on PostgreSQL (DATABASE_URL, else 127.0.0.1:5432), installing nothing
-	@./scripts/with-postgres $(PY) -m pytest
+	@./scripts/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, ruff format, mypy (streaming/), makemigrations --check
 	$(VENV)/bin/ruff check .
