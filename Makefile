@@ -1,8 +1,11 @@
-# Two commands for a fresh machine: `make run` (set up and serve) and `make test`.
+# Two commands for a fresh machine: `make run` (set up and serve) and `make test` (install the
+# services the suite needs, then lint and test).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Narrows the test targets, e.g. `make test PYTEST_ARGS="tests/metrics -x"`.
+PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test test-sqlite test-postgres lint fmt bench stress soak storm clean
@@ -18,16 +21,19 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 
-run: venv ## Set up (migrate, seed, demo admin, Redis) and serve on 127.0.0.1:8000
+run: venv ## Set up (migrate, seed, demo admin; Redis if installed) and serve on 127.0.0.1:8000
 	./scripts/run
 
-test: venv lint test-sqlite test-postgres ## Lint, then the whole suite on SQLite and on PostgreSQL
+# ensure-services first, before the venv: it installs python3-venv too, and it exports the
+# DATABASE_URL of the PostgreSQL run to everything after it.
+test: ## Install what is missing (chromium, redis-server, PostgreSQL), lint, then the suite on SQLite and PostgreSQL
+	@PYTHON=$(PYTHON) ./scripts/ensure-services $(MAKE) --no-print-directory lint test-sqlite test-postgres
 
-test-sqlite: venv ## The suite on SQLite
-	env -u DATABASE_URL $(PY) -m pytest
+test-sqlite: venv ## The suite on SQLite, installing nothing
+	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
-test-postgres: venv ## The suite on PostgreSQL, when DATABASE_URL or a local server is there
-	@./scripts/with-postgres $(PY) -m pytest
+test-postgres: venv ## The suite on PostgreSQL (DATABASE_URL, else 127.0.0.1:5432), installing nothing
+	@./scripts/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, ruff format, mypy (streaming/), makemigrations --check
 	$(VENV)/bin/ruff check .
@@ -51,5 +57,5 @@ soak: venv ## Soak: 1,000 subscribers, 50 writes/s for 60 s, 5% reconnecting
 storm: venv ## Connection storm: 1,000 clients connect and subscribe at once
 	$(PY) -m bench.storm
 
-clean: ## Remove the venv, databases and run files
-	rm -rf $(VENV) .run db.sqlite3* .test-db.sqlite3* .pytest_cache artifacts
+clean: ## Remove the venv, the demo database and run files
+	rm -rf $(VENV) .run db.sqlite3* .pytest_cache artifacts

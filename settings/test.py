@@ -1,5 +1,12 @@
 """With these settings, tests run faster and every process of a test shares one database."""
 
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
 from .base import BASE_DIR, DATABASES, INSTALLED_APPS, LOGGING, env
 
@@ -16,15 +23,22 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.exampleapp"]
 # DATABASES
 # ------------------------------------------------------------------------------
 # A file, not :memory:, so servers and writer scripts started by tests see the same rows.
-# TEST_DB_SUFFIX keeps concurrent runs (several checkouts, several developers) apart.
+# It lives outside the checkout (SQLite leaves -wal/-shm files behind), in a directory of this
+# user and checkout that every process of a run derives alike from the environment and
+# BASE_DIR; TEST_DB_SUFFIX keeps concurrent runs of one checkout apart.
 _SUFFIX = env("TEST_DB_SUFFIX", default="")
+_CHECKOUT = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:12]
+TEST_DATABASE_DIR = Path(tempfile.gettempdir()) / f"live-metrics-tests-{os.getuid()}-{_CHECKOUT}"
+TEST_DATABASE_DIR.mkdir(mode=0o700, exist_ok=True)
+if TEST_DATABASE_DIR.stat().st_uid != os.getuid():
+    raise ImproperlyConfigured(f"{TEST_DATABASE_DIR} belongs to another user: remove it.")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db{_SUFFIX}.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(TEST_DATABASE_DIR / f"db{_SUFFIX}.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{_SUFFIX}"}
 # A second database, "other", for tests of writes made with using="other": streaming must
 # read the payload back from the database written. Only tests that ask for it create it.
-_OTHER = str(BASE_DIR / f".test-db-other{_SUFFIX}.sqlite3")
+_OTHER = str(TEST_DATABASE_DIR / f"db-other{_SUFFIX}.sqlite3")
 DATABASES["other"] = {
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": _OTHER,
