@@ -18,7 +18,7 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 
-run: venv ## Set up (migrate, seed, demo admin, Redis) and serve on 127.0.0.1:8000
+run: venv ## Set up (migrate; with DEBUG: seed, demo admin; Redis) and serve on 127.0.0.1:8000
 	./scripts/run
 
 test: venv lint test-sqlite test-postgres ## Lint, then the whole suite on SQLite and on PostgreSQL
