@@ -337,6 +337,15 @@ def test_private_series_slug_cannot_be_written_to_without_view_permission(writer
     assert revenue.metrics.count() == 1
 
 
+def test_the_slug_space_is_shared_with_private_series(writer, revenue):
+    """Tests that a private series' slug is reported taken, and nothing more of it shows."""
+    body = {"slug": "revenue", "name": "Mine", "aggregation": "sum"}
+    response = writer.post("/api/series/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"slug": ["series with this slug already exists."]}
+    assert Series.objects.get(slug="revenue").name == "Revenue"
+
+
 # Authentication and permissions
 
 
