@@ -21,7 +21,7 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 
-run: venv ## Set up (migrate, seed, demo admin; Redis if installed) and serve on 127.0.0.1:8000
+run: venv ## Set up (migrate; with DEBUG: seed, demo admin; Redis if installed) and serve on 127.0.0.1:8000
 	./scripts/run
 
 # ensure-services first, before the venv: it installs python3-venv too, and it exports the

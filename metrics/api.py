@@ -55,8 +55,10 @@ class SeriesViewSet(viewsets.ModelViewSet):
 
     @extend_schema(parameters=[WEEK_PARAM], responses=WeekSerializer)
     @action(detail=True, methods=["get"])
-    def week(self, request: Request, slug: str | None = None) -> Response:
-        """Returns the series' week: seven daily values, Monday to Sunday."""
+    def week(
+        self, request: Request, slug: str | None = None, format: str | None = None
+    ) -> Response:
+        """Returns the series' week: seven daily values, Monday to Sunday (`week.json` too)."""
         week = week_param(request) or IsoWeek.current()
         return Response(series_week(series=self.get_object(), week=week))
 

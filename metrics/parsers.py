@@ -1,10 +1,12 @@
 """
 Request-body guards for the REST API: a size cap and a nesting cap checked before any
-parsing, and JSON 400s (never a 500 or an HTML page) for bodies that break them.
+parsing, lone surrogates refused after it, and JSON 400s (never a 500 or an HTML page)
+for bodies that break them.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +17,9 @@ from rest_framework.utils import json
 
 # Deepest nesting of arrays and objects a body may have; the API's bodies are flat.
 MAX_DEPTH = 20
+# What json.loads leaves of a `\udXXX` escape with no partner: not text, and the database
+# drivers fail to encode it (a 500). Valid pairs arrive combined into one character.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def too_deep(data: bytes, limit: int = MAX_DEPTH) -> bool:
@@ -41,6 +46,21 @@ def too_deep(data: bytes, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def lone_surrogate(value: Any) -> str | None:
+    """Returns the first lone surrogate in a parsed body's strings (keys too), else None."""
+    if isinstance(value, str):
+        match = _SURROGATE.search(value)
+        return match.group() if match else None
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        for item in value:
+            found = lone_surrogate(item)
+            if found is not None:
+                return found
+    return None
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number; values must be finite numbers")
 
@@ -52,7 +72,7 @@ def body_too_large() -> ParseError:
 
 
 class GuardedJSONParser(parsers.JSONParser):
-    """JSON with NaN and Infinity refused, and the nesting capped before parsing."""
+    """JSON with NaN, Infinity and lone surrogates refused; nesting is capped before parsing."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         """Returns the parsed body, or raises ParseError (400) with a readable message."""
@@ -64,9 +84,16 @@ class GuardedJSONParser(parsers.JSONParser):
             raise ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels.")
         try:
             text = data.decode((parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET)
-            return json.loads(text, parse_constant=_refuse_constant)
+            parsed = json.loads(text, parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
+        surrogate = lone_surrogate(parsed)
+        if surrogate is not None:
+            raise ParseError(
+                f"JSON parse error - lone surrogate \\u{ord(surrogate):04x} in a string; "
+                "strings must be valid Unicode (a surrogate escape needs its pair)."
+            )
+        return parsed
 
 
 class GuardedMultiPartParser(parsers.MultiPartParser):

@@ -264,6 +264,39 @@ def test_week_endpoint_of_unknown_series_is_404(anon):
     assert anon.get("/api/series/nope/week/").status_code == 404
 
 
+def test_week_endpoint_answers_the_json_format_suffix(anon, cpu, revenue):
+    """Tests that /week.json returns the same JSON as /week/, and 404s what /week/ 404s."""
+    params = {"week": "2026-W48"}
+    suffixed = anon.get("/api/series/cpu/week.json", params)
+    assert suffixed.status_code == 200
+    assert suffixed["Content-Type"].startswith("application/json")
+    assert suffixed.json() == anon.get("/api/series/cpu/week/", params).json()
+    for url in ("/api/series/revenue/week.json", "/api/series/nope/week.json"):
+        missing = anon.get(url)
+        assert missing.status_code == 404
+        assert missing.json() == {"detail": "No Series matches the given query."}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/.json",
+        "/api/series.json",
+        "/api/series/cpu.json",
+        "/api/series/cpu/week.json",
+        "/api/metrics.json",
+    ],
+)
+def test_every_route_answers_its_format_suffixes(anon, cpu, url):
+    """Tests that each router route serves `.json` as JSON and `.api` as the browsable API."""
+    response = anon.get(url)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("application/json")
+    browsable = anon.get(url.removesuffix(".json") + ".api")
+    assert browsable.status_code == 200
+    assert b"Django REST framework" in browsable.content
+
+
 # Visibility
 
 
@@ -302,6 +335,15 @@ def test_private_series_slug_cannot_be_written_to_without_view_permission(writer
     assert response.status_code == 400
     assert list(response.json()) == ["series"]
     assert revenue.metrics.count() == 1
+
+
+def test_the_slug_space_is_shared_with_private_series(writer, revenue):
+    """Tests that a private series' slug is reported taken, and nothing more of it shows."""
+    body = {"slug": "revenue", "name": "Mine", "aggregation": "sum"}
+    response = writer.post("/api/series/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"slug": ["series with this slug already exists."]}
+    assert Series.objects.get(slug="revenue").name == "Revenue"
 
 
 # Authentication and permissions

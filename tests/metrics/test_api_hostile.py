@@ -141,6 +141,39 @@ def test_malformed_oversized_and_deep_bodies_are_json_400s(api, body, message):
     assert snapshot() == before
 
 
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/metrics/", {**GOOD, "series": "\udc00"}),
+        ("/api/metrics/", {**GOOD, "series": "cpu\ud800"}),
+        ("/api/metrics/", {**GOOD, "timestamp": "2026-11-24T12:00:00Z\udfff"}),
+        ("/api/metrics/", {**GOOD, "\udc00": 1}),
+        ("/api/series/", {"slug": "\udc00", "name": "x"}),
+        ("/api/series/", {"slug": "mem", "name": "ok", "unit": ["\ud83d"]}),
+        ("/api/series/cpu/", {"name": "\udc00"}),
+    ],
+)
+def test_lone_surrogate_escapes_are_json_400s(api, url, body):
+    """Tests that a `\\udc00` escape without its pair, anywhere in a body, is a JSON 400."""
+    before = snapshot()
+    # ensure_ascii writes the surrogate as the escape a client would send: `\\udc00`.
+    raw = json.dumps(body)
+    assert "\\ud" in raw
+    method = "PATCH" if url.endswith("cpu/") else "POST"
+    response = api.generic(method, url, raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"].startswith("application/json")
+    assert "lone surrogate" in response.json()["detail"]
+    assert snapshot() == before
+
+
+def test_surrogate_pairs_are_valid_text(api):
+    """Tests that a correctly paired escape (an emoji) is accepted and stored as one character."""
+    response = post(api, '{"slug": "mood", "name": "Mood \\ud83d\\ude00"}', url="/api/series/")
+    assert response.status_code == 201, response.content
+    assert Series.objects.get(slug="mood").name == "Mood \U0001f600"
+
+
 def test_oversized_forms_and_multipart_bodies_are_json_400s(api):
     """Tests that the browsable API's form encodings are capped like JSON bodies."""
     before = snapshot()
@@ -180,8 +213,10 @@ def test_depth_scan_ignores_brackets_inside_strings():
     assert not too_deep(b"[" * 20 + b"]" * 20)
 
 
+# Any code point, lone surrogates included: json.dumps writes those as `\\udXXX` escapes.
+any_text = st.text(st.characters(exclude_categories=()), max_size=30)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers() | st.floats() | any_text,
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
     ),

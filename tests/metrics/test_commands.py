@@ -9,6 +9,7 @@ import time
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
@@ -69,8 +70,9 @@ def test_seed_demo_is_idempotent_and_spares_other_series():
 
 
 @pytest.mark.django_db
-def test_demo_admin_prints_credentials_that_log_in(monkeypatch):
-    """Tests that demo_admin prints a login that opens the admin, and resets it when rerun."""
+def test_demo_admin_prints_credentials_that_log_in(monkeypatch, settings):
+    """Tests that with DEBUG on demo_admin prints a login that opens the admin, and resets it."""
+    settings.DEBUG = True
     output = run("demo_admin")
     assert "'admin'" in output
     client = Client()
@@ -82,6 +84,32 @@ def test_demo_admin_prints_credentials_that_log_in(monkeypatch):
     assert "'s3cret-demo'" in output
     assert not Client().login(username="admin", password="admin")
     assert Client().login(username="admin", password="s3cret-demo")
+
+
+@pytest.mark.django_db
+def test_demo_admin_refuses_without_debug(settings):
+    """Tests that with DEBUG off (as in settings.prod) demo_admin is an error and makes no user."""
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="only with DEBUG on"):
+        run("demo_admin")
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_admin_process_refuses_under_prod_settings():
+    """Tests that `manage.py demo_admin` with settings.prod exits non-zero and makes no user."""
+    prod = {"DJANGO_SETTINGS_MODULE": "settings.prod", "SECRET_KEY": "test-only-prod-key"}
+    process = subprocess.run(
+        [sys.executable, "manage.py", "demo_admin"],
+        cwd=ROOT,
+        env=process_env(None, **prod),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 1
+    assert "CommandError: demo_admin creates a superuser" in process.stderr
+    assert not User.objects.exists()
 
 
 @pytest.mark.django_db

@@ -1,0 +1,86 @@
+"""
+`make run` (scripts/run) as a real process: with DEBUG on it seeds the demo and creates the
+admin/admin superuser; with DEBUG off (settings.prod) it does neither (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from metrics.demo import DEMO_SERIES
+from tests.support.processes import ROOT
+from tests.support.redis_server import free_port, wait_for_port
+
+SETTINGS = {
+    "dev": {"DJANGO_SETTINGS_MODULE": "settings.dev"},
+    "prod": {
+        "DJANGO_SETTINGS_MODULE": "settings.prod",
+        "SECRET_KEY": "test-only-prod-key",
+        "SECURE_SSL_REDIRECT": "false",
+    },
+}
+
+
+def serve(tmp_path: Path, redis_url: str, settings: dict[str, str]) -> tuple[str, Path]:
+    """Runs scripts/run on a fresh database until daphne listens; returns output and database."""
+    database = tmp_path / "run.sqlite3"
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "DATABASE_URL": f"sqlite:///{database}",
+        "REDIS_URL": redis_url,
+        "PORT": str(port),
+        **settings,
+    }
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        # Its own process group: stopping it stops daphne, its child, too.
+        process = subprocess.Popen(
+            [str(ROOT / "scripts" / "run")],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(port, timeout=180)
+        except TimeoutError:
+            pytest.fail(f"scripts/run never served:\n{log.read_text()}")
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+    return log.read_text(), database
+
+
+def rows(database: Path, sql: str) -> list[tuple]:
+    """Returns the rows of a query on the script's database."""
+    with closing(sqlite3.connect(database)) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_run_with_debug_seeds_the_demo_and_creates_the_demo_admin(tmp_path, redis_url):
+    """Tests that under settings.dev the script seeds the demo series and makes admin/admin."""
+    output, db = serve(tmp_path, redis_url, SETTINGS["dev"])
+    assert "Demo admin: username 'admin', password 'admin'" in output
+    assert rows(db, "SELECT username, is_superuser FROM auth_user") == [("admin", 1)]
+    slugs = {slug for (slug,) in rows(db, "SELECT slug FROM metrics_series")}
+    assert slugs == {s["slug"] for s in DEMO_SERIES}
+
+
+def test_run_without_debug_creates_no_demo_user_and_no_demo_data(tmp_path, redis_url):
+    """Tests that under settings.prod the script migrates and serves, with no user and no seed."""
+    output, db = serve(tmp_path, redis_url, SETTINGS["prod"])
+    assert "DEBUG is off (settings.prod): no demo data and no demo admin." in output
+    assert "Demo admin" not in output
+    assert rows(db, "SELECT COUNT(*) FROM auth_user") == [(0,)]
+    assert rows(db, "SELECT COUNT(*) FROM metrics_series") == [(0,)]
+    assert rows(db, "SELECT COUNT(*) FROM django_migrations")[0][0] > 0
