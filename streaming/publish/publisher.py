@@ -47,6 +47,7 @@ class Publisher:
         self._pending: dict[Item, tuple[str, float]] = {}
         self._failing_since: dict[Item, float] = {}
         self._busy = False
+        self._sending: dict[Item, tuple[str, float]] = {}
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._exit_registered = False
@@ -68,6 +69,11 @@ class Publisher:
                 self._cond.notify_all()
         except Exception:
             logger.exception("streaming: could not queue %d broadcast(s)", len(items))
+
+    def holds(self, stream: str, key: str) -> bool:
+        """Returns whether this process is about to send `key` (queued, or being sent)."""
+        item = (stream, key)
+        return item in self._pending or item in self._sending
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Waits until everything queued was sent (or given up); returns False on timeout."""
@@ -115,6 +121,7 @@ class Publisher:
                 closers, self._close_requests = self._close_requests, []
                 batch, self._pending = self._pending, {}
                 self._busy = bool(batch)
+                self._sending = batch
             if not batch or closers:
                 # Idle (or asked): give the connections back, so none sits open for nothing
                 # and a test database can be dropped. Connections are per thread: only ours.
@@ -135,6 +142,7 @@ class Publisher:
                     for item, value in retry.items():
                         self._pending.setdefault(item, value)
                     self._busy = False
+                    self._sending = {}
                     self._cond.notify_all()
             if retry:
                 time.sleep(0.5)

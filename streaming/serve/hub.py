@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer
 
 from streaming import protocol
 from streaming.conf import channel_layer, streaming_settings
 from streaming.ops.stats import stats
 from streaming.publish import snapshot
-from streaming.publish.publisher import serve_locally
+from streaming.publish.publisher import publisher, serve_locally
 from streaming.registry import AllKeys, StreamNotFound, get_stream
 from streaming.serve.daphne import Wire, frame_of, wire_for
 from streaming.serve.heartbeat import Heartbeat
@@ -39,6 +40,8 @@ ALWAYS = 2**63
 # A key whose re-read failed is tried again after this, doubling up to the maximum.
 REPAIR_BACKOFF_SECONDS = 0.5
 REPAIR_BACKOFF_MAX_SECONDS = 30.0
+# How soon a relayed key this process's publisher was about to send is looked at again.
+_HELD_RECHECK_SECONDS = 0.02
 
 
 class Member:
@@ -88,7 +91,7 @@ class Hub:
                 return
             self.channel = await self.layer.new_channel("streaming.serve.hub.")
             self.heartbeat = Heartbeat(self.layer, self.channel, self._rejoin_and_resync)
-            self.relay = Relay(self.loop, self.changed, self.resync)
+            self.relay = Relay(self.loop, self.relayed, self.resync)
             self.relay.start()
             self._tasks = [
                 self.loop.create_task(self._receive()),
@@ -231,6 +234,30 @@ class Hub:
                         wire.write(frame_of(pending))
                 if not held:
                     del self._stalled[wire]
+
+    def relayed(self, changes: Changes) -> None:
+        """
+        Called by the relay with keys the change log names. Writers' own broadcasts usually
+        bring them first (the fast path), so they are looked at after a grace period: over a
+        shared layer, any process's; in one process, while this process's publisher holds them.
+        """
+        shared = not isinstance(self.layer, InMemoryChannelLayer)
+        grace = streaming_settings.RELAY_GRACE_SECONDS if shared else 0.0
+        if grace:
+            self.loop.call_later(grace, self.changed, changes)
+            return
+        held: Changes = {}
+        for stream, keys in changes.items():
+            for key in keys:
+                if isinstance(key, str) and publisher.holds(stream, key):
+                    held.setdefault(stream, {})[key] = keys[key]
+        if held:
+            self.loop.call_later(_HELD_RECHECK_SECONDS, self.relayed, held)
+            changes = {
+                s: {k: v for k, v in keys.items() if k not in held.get(s, ())}
+                for s, keys in changes.items()
+            }
+        self.changed(changes)
 
     def changed(self, changes: Changes) -> None:
         """
