@@ -8,3 +8,7 @@ class StreamingConfig(AppConfig):
 
     name = "streaming"
     verbose_name = "Live streams"
+
+    def ready(self) -> None:
+        """Registers the system checks (streaming.checks, docs/reference.md)."""
+        from streaming import checks  # noqa: F401
