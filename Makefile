@@ -29,8 +29,9 @@ test-sqlite: venv ## The suite on SQLite
 test-postgres: venv ## The suite on PostgreSQL, when DATABASE_URL or a local server is there
 	@./scripts/with-postgres $(PY) -m pytest
 
-lint: venv ## ruff, ruff format, mypy (streaming/), makemigrations --check
+lint: venv ## ruff (with streaming/'s import layers), import cycles, ruff format, mypy, makemigrations --check
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/import_cycles.py streaming
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy streaming
 	DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py makemigrations --check --dry-run

@@ -31,9 +31,10 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         Warning(
             "CHANNEL_LAYERS uses the in-memory channel layer while DEBUG is off.",
             hint=(
-                "It reaches the sockets of one process only. With several server processes or "
-                "machines, use channels_redis.pubsub.RedisPubSubChannelLayer (the `redis` "
-                "extra); on one machine, remove CHANNEL_LAYERS (docs/quickstart.md)."
+                "It reaches the sockets of the writing process only: saves from shells, "
+                "workers or other servers are not broadcast. Use "
+                "channels_redis.pubsub.RedisPubSubChannelLayer (the `redis` extra), or silence "
+                "streaming.W001 when one process both serves and writes."
             ),
             id="streaming.W001",
         )
