@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from channels.routing import ProtocolTypeRouter
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
 from settings import asgi as demo_asgi
 from streaming import asgi
 from streaming.serve.consumer import StreamConsumer
+from streaming.serve.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,3 +66,13 @@ async def test_websocket_application_composes_into_a_projects_router():
     )
     assert await speaks_protocol(router)
     assert await speaks_protocol(router, "/ws/mine/")
+
+
+async def test_websocket_urlpatterns_work_in_channels_own_stack():
+    """Tests the documented URLRouter composition: channels' auth stack, streaming's route."""
+    mine = [path("ws/rooms/<str:room>/", StreamConsumer.as_asgi())]
+    stack = AllowedHostsOriginValidator(
+        AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *mine]))
+    )
+    assert await speaks_protocol(stack)
+    assert await speaks_protocol(stack, "/ws/rooms/lobby/")
