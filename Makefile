@@ -35,8 +35,9 @@ test-sqlite: venv ## The suite on SQLite, installing nothing
 test-postgres: venv ## The suite on PostgreSQL (DATABASE_URL, else 127.0.0.1:5432), installing nothing
 	@./scripts/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff, ruff format, mypy (streaming/), makemigrations --check
+lint: venv ## ruff (with streaming/'s import layers), import cycles, ruff format, mypy, makemigrations --check
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/import_cycles.py streaming
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy streaming
 	DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py makemigrations --check --dry-run

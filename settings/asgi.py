@@ -1,28 +1,13 @@
 """
-ASGI entry point: HTTP goes to Django, /ws/ to the streaming consumer.
+ASGI entry point of the demo: streaming.asgi's application (HTTP to Django, /ws/ to streaming/).
 
 Run with `daphne settings.asgi:application` (or `manage.py runserver`, daphne being installed).
 """
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
-# Load Django's apps before importing anything that touches models.
-django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from streaming.asgi import application
 
-from streaming.serve.middleware import PathRouter, SessionUserMiddleware  # noqa: E402
-from streaming.serve.routing import websocket_urlpatterns  # noqa: E402
-
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            SessionUserMiddleware(PathRouter(websocket_urlpatterns))
-        ),
-    }
-)
+__all__ = ["application"]

@@ -15,6 +15,8 @@ from streaming.registry import (
     register,
 )
 
+__version__ = "0.2.0"
+
 __all__ = [
     "AllKeys",
     "InvalidParams",

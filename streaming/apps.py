@@ -10,10 +10,13 @@ class StreamingConfig(AppConfig):
     verbose_name = "Live streams"
 
     def ready(self) -> None:
-        """Connects the capture: signal receivers, and the triggers installed after migrate."""
+        """
+        Connects the capture (signal receivers, and the triggers installed after migrate) and
+        registers the system checks (docs/reference.md).
+        """
         from django.db.models.signals import post_migrate
 
-        from streaming import registry
+        from streaming import checks, registry  # noqa: F401
         from streaming.capture import install, signals
 
         registry.on_observe(signals.observe)
