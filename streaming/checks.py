@@ -10,35 +10,11 @@ import importlib.util
 from collections.abc import Iterable
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import models
-from django.utils.module_loading import import_string
 
 from streaming.registry import Source, Stream, all_streams
-
-IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
-
-
-@register()
-def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Warns about the in-memory channel layer configured while DEBUG is off (W001)."""
-    config = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default")
-    if settings.DEBUG or not config or not _is_in_memory(config.get("BACKEND", "")):
-        return []
-    return [
-        Warning(
-            "CHANNEL_LAYERS uses the in-memory channel layer while DEBUG is off.",
-            hint=(
-                "It reaches the sockets of the writing process only: saves from shells, "
-                "workers or other servers are not broadcast. Use "
-                "channels_redis.pubsub.RedisPubSubChannelLayer (the `redis` extra), or silence "
-                "streaming.W001 when one process both serves and writes."
-            ),
-            id="streaming.W001",
-        )
-    ]
 
 
 @register()
@@ -131,11 +107,3 @@ def _check_fields(stream: Stream, source: Source) -> Iterable[CheckMessage]:
             obj=source.model,
             id="streaming.E002",
         )
-
-
-def _is_in_memory(backend: str) -> bool:
-    try:
-        return issubclass(import_string(backend), InMemoryChannelLayer)
-    except ImportError:
-        # channels itself reports a backend it cannot import, at first use.
-        return backend == IN_MEMORY_LAYER

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
 from django.db import models
 from django.test.utils import isolate_apps
 
@@ -12,8 +11,6 @@ import streaming
 from streaming import checks
 from tests.exampleapp.models import Note
 
-IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-REDIS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
 DEMO_APPS = ["daphne", "django.contrib.staticfiles", "channels", "streaming"]
 
 
@@ -38,43 +35,6 @@ def test_no_channel_layers_with_debug_on_passes_check_at_warning_level(settings)
     del settings.CHANNEL_LAYERS
     settings.DEBUG = True
     call_command("check", "--fail-level", "WARNING")
-
-
-def test_check_command_reports_streaming_ids(settings):
-    """Tests that the checks are registered: `check` fails on streaming.W001 at warning level."""
-    settings.CHANNEL_LAYERS, settings.DEBUG = IN_MEMORY, False
-    with pytest.raises(SystemCheckError, match=r"streaming\.W001"):
-        call_command("check", "--fail-level", "WARNING")
-
-
-@pytest.mark.parametrize(
-    ("layers", "debug", "expected"),
-    [
-        (IN_MEMORY, False, ["streaming.W001"]),
-        (IN_MEMORY, True, []),
-        (REDIS, False, []),
-        (None, False, []),
-    ],
-)
-def test_w001_in_memory_layer_only_while_debug_is_off(settings, layers, debug, expected):
-    """Tests that W001 fires for an explicit in-memory layer with DEBUG off, and only then."""
-    settings.DEBUG = debug
-    if layers is None:
-        del settings.CHANNEL_LAYERS
-    else:
-        settings.CHANNEL_LAYERS = layers
-    assert ids(checks.check_channel_layer()) == expected
-
-
-def test_w001_sees_subclasses_of_the_in_memory_layer(settings):
-    """Tests that a subclass of InMemoryChannelLayer is the in-memory layer too."""
-    settings.DEBUG = False
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.MyMemoryLayer"}}
-    assert ids(checks.check_channel_layer()) == ["streaming.W001"]
-
-
-class MyMemoryLayer(checks.InMemoryChannelLayer):
-    """An in-memory layer under another name."""
 
 
 @pytest.mark.parametrize(
