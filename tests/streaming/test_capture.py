@@ -6,6 +6,7 @@ Redis. Real daphne servers, real writer processes, the real test database (both 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import textwrap
@@ -237,3 +238,69 @@ def post_json(url: str, data: dict[str, Any], token: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+MOVER = """
+import random
+from datetime import datetime, UTC
+from metrics.models import Metric
+weeks = [{weeks}]
+rng = random.Random({seed})
+for _ in range({rounds}):
+    # A stale instance, loaded before the other process's moves: save() writes in autocommit.
+    metric = Metric.objects.get(pk={pk})
+    metric.timestamp = datetime.fromisoformat(rng.choice(weeks))
+    metric.value = rng.randint(1, 99)
+    metric.save()
+"""
+
+
+async def test_two_processes_moving_one_row_in_autocommit_always_converge(server, layer, cpu):
+    """
+    Tests the autocommit move race: two processes moving the same row between three weeks
+    with save() outside transactions leave every week equal to the database.
+    """
+    weeks = (W48, W49, IsoWeek(2026, 50))
+    client = await subscriber(server, *weeks)
+    pk = await sync_to_async(lambda: Metric.objects.get(series=cpu).pk)()
+    stamps = ", ".join(repr(at(week, 2).isoformat()) for week in weeks)
+    movers = [
+        sync_to_async(run_script, thread_sensitive=False)(
+            MOVER.format(weeks=stamps, seed=seed, rounds=60, pk=pk), layer
+        )
+        for seed in (1, 2)
+    ]
+    await asyncio.gather(*movers)
+    await converged(client, cpu, *weeks)
+    await client.close()
+
+
+async def test_a_rolled_back_transaction_or_savepoint_records_and_sends_nothing(server, cpu):
+    """
+    Tests that a rolled-back transaction and a rolled-back savepoint leave no change in the
+    log, and that a subscriber gets no update from them.
+    """
+    from django.db import transaction
+
+    from streaming.models import Change
+
+    client = await subscriber(server, W48)
+
+    def write() -> None:
+        with transaction.atomic():
+            Metric.objects.create(series=cpu, timestamp=at(W48, 3), value=10)
+            transaction.set_rollback(True)
+        with transaction.atomic():
+            sid = transaction.savepoint()
+            Metric.objects.create(series=cpu, timestamp=at(W48, 4), value=20)
+            transaction.savepoint_rollback(sid)
+
+    before = await sync_to_async(Change.objects.count)()
+    await sync_to_async(write)()
+    assert await sync_to_async(Change.objects.count)() == before
+    # Something that does commit, after: the subscriber's next update is that one.
+    await sync_to_async(Metric.objects.create)(series=cpu, timestamp=at(W48, 5), value=30)
+    await converged(client, cpu, W48)
+    updates = [m for m in client.received if m.get("action") == "update"]
+    assert all(m["payload"]["values"][3:5] == [None, None] for m in updates), updates
+    await client.close()

@@ -1,0 +1,102 @@
+"""
+The change log and its triggers: installed by migrate and checked; rows and versions as a
+writer leaves them; pruning that bounds the log; a relay that fell behind resyncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import pytest
+from django.core import checks
+from django.db import connection, transaction
+
+from metrics.models import Metric, Series
+from streaming.capture import install, triggers
+from streaming.models import Change, Clock
+from streaming.publish.snapshot import snapshot
+from streaming.serve.relay import Relay, keys_of_changes, prune_log
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STAMP = datetime(2026, 11, 24, 12, tzinfo=UTC)
+
+
+def test_migrate_installs_the_triggers_and_the_check_says_when_one_is_missing():
+    """Tests that after migrate nothing is missing, and that W102 names a dropped trigger."""
+    assert triggers.missing(connection, Metric) == set()
+    assert install.check_triggers(databases=["default"]) == []
+    name = sorted(triggers.installed(connection, Metric))[0]
+    on = "" if connection.vendor == "sqlite" else f" ON {Metric._meta.db_table}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER {connection.ops.quote_name(name)}{on}")
+    found = install.check_triggers(databases=["default"])
+    assert [m.id for m in found] == ["streaming.W102"]
+    assert isinstance(found[0], checks.Warning)
+    assert found[0].obj is Metric
+    install.after_migrate(using="default")
+    assert install.check_triggers(databases=["default"]) == []
+
+
+def test_a_write_records_its_rows_key_fields_old_and_new_and_a_growing_version():
+    """Tests that a move records both rows' key fields, with versions in commit order."""
+    series = Series.objects.create(slug="cpu", name="CPU")
+    metric = Metric.objects.create(series=series, timestamp=STAMP, value=1)
+    with snapshot(None) as after_create:
+        pass
+    metric.timestamp = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    metric.save()
+    with snapshot(None) as after_move:
+        pass
+    assert after_move > after_create > 0
+    changes = list(Change.objects.filter(model="metrics.metric").order_by("version"))
+    assert [c.version for c in changes] == sorted({c.version for c in changes})
+    assert changes[-1].version == after_move
+    rows = json.loads(changes[-1].rows)
+    assert {row["series_id"] for row in rows} == {series.pk}
+    keys = keys_of_changes([(c.version, c.model, c.rows) for c in changes])
+    assert set(keys["metrics.week"]) >= {f"{series.pk}:2026-W48", f"{series.pk}:2026-W49"}
+
+
+def test_a_bulk_call_is_one_commit_with_one_version():
+    """Tests that a bulk_create of many rows commits under one version (one clock bump)."""
+    series = Series.objects.create(slug="cpu", name="CPU")
+    with transaction.atomic():
+        Metric.objects.bulk_create(
+            Metric(series=series, timestamp=STAMP, value=i) for i in range(50)
+        )
+    versions = set(Change.objects.filter(model="metrics.metric").values_list("version", flat=True))
+    if connection.vendor == "postgresql":
+        assert len(versions) == 1
+    with snapshot(None) as clock:
+        assert clock == max(versions)
+
+
+def test_pruning_keeps_the_log_under_its_cap_and_marks_what_it_dropped(settings):
+    """Tests that prune_log bounds the log's size and records the newest version it dropped."""
+    settings.STREAMING = {"CHANGE_LOG_MAX_ROWS": 20}
+    series = Series.objects.create(slug="cpu", name="CPU")
+    for i in range(60):
+        Metric.objects.create(series=series, timestamp=STAMP, value=i)
+    assert Change.objects.count() > 20
+    assert prune_log(connection) > 0
+    assert Change.objects.count() <= 21
+    watermark = Clock.objects.get(pk=2).n
+    assert watermark < Change.objects.order_by("version")[0].version
+
+
+async def test_a_relay_behind_the_pruned_log_resyncs_everything():
+    """Tests that a relay whose last read is below the pruned watermark asks for a resync."""
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(Clock.objects.create)(pk=2, n=10**18)
+    resyncs: list[bool] = []
+    loop = asyncio.get_running_loop()
+    relay = Relay(loop, deliver=lambda changes: None, resync=lambda: resyncs.append(True))
+    relay.last = 5
+    await sync_to_async(relay._catch_up)(connection)
+    await asyncio.sleep(0)
+    assert resyncs == [True]
+    assert relay.last == 10**18
