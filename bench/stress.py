@@ -17,6 +17,7 @@ import asyncio
 import bisect
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,7 @@ async def run(
     writes: int,
     subscribers: int,
     quiet: float = 2.0,
+    killed: int = 1,
 ) -> Figures:
     """Runs writers against subscribers of `ws_url`; series must exist (setup_series)."""
     from asgiref.sync import sync_to_async
@@ -125,10 +127,24 @@ async def run(
         )
         for seed in range(writers)
     ]
+    # Writers SIGKILLed mid-run, right after some commit: what they committed must arrive.
+    doomed = [
+        await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "bench.stress_writer", str(100 + i), str(writes)],
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for i in range(killed)
+    ]
+    for process in doomed:
+        asyncio.get_running_loop().call_later(random.uniform(1.0, 3.0), process.kill)
     outputs = [
         (out.decode(), err.decode())
         for out, err in await asyncio.gather(*(p.communicate() for p in processes))
     ]
+    await asyncio.gather(*(p.wait() for p in doomed))
     done = time.time()
     for process, (_, err) in zip(processes, outputs, strict=True):
         if process.returncode != 0:

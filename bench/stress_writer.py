@@ -1,6 +1,7 @@
 """
 A writer process of the convergence stress run (bench/stress.py): random creates, updates,
-moves, deletes, bulk writes, rolled-back savepoints and series edits over three keys.
+moves, deletes, bulk writes, rolled-back savepoints, series edits and writes by "another
+program" (the database driver, no Django) over three keys.
 
 `python -m bench.stress_writer SEED COUNT` makes COUNT writes and prints one JSON record per
 write (["write"]) and per key it changed (["seen", commit time, key, clock before it + 1]).
@@ -65,11 +66,13 @@ class Writer:
         from metrics.models import Metric
 
         kind = self.rng.choices(
-            ["create", "update", "move", "delete", "bulk", "savepoint", "series"],
-            weights=[28, 20, 20, 14, 10, 6, 2],
+            ["create", "update", "move", "delete", "bulk", "savepoint", "series", "foreign"],
+            weights=[26, 18, 18, 12, 10, 6, 2, 8],
         )[0]
         target = self.rng.choice(KEYS)
         picked = self.pick(self.rng.randint(1, 4) if kind == "bulk" else 1)
+        if kind == "foreign":
+            return self.foreign(picked, target)
         if kind == "create" or not picked:
             series, ts = self.at(target)
             Metric.objects.create(series=series, timestamp=ts, value=self.value())
@@ -109,6 +112,45 @@ class Writer:
                     pass
             return {target}
         return self.bulk(picked, target) | old
+
+    def foreign(self, picked: list[Any], target: tuple[str, str]) -> set[tuple[str, str]]:
+        """
+        Writes as a program that is not Django would: its own driver and connection, no
+        signals. Inserts a row, or moves one; returns the keys it changed.
+        """
+        from django.db import connection
+
+        from metrics.models import Metric
+
+        series, ts = self.at(target)
+        table = Metric._meta.db_table
+        if picked and self.rng.random() < 0.5:
+            sql, params = f"UPDATE {table} SET timestamp = %s WHERE id = %s", [ts, picked[0].pk]
+            changed = {target, self.key_of(picked[0])}
+        else:
+            sql = f"INSERT INTO {table} (series_id, timestamp, value) VALUES (%s, %s, %s)"
+            params, changed = [series.pk, ts, self.value()], {target}
+        settings = connection.settings_dict
+        if connection.vendor == "sqlite":
+            import sqlite3
+
+            params = [p.strftime("%Y-%m-%d %H:%M:%S") if hasattr(p, "hour") else p for p in params]
+            db = sqlite3.connect(settings["NAME"], timeout=30)
+            db.execute(sql.replace("%s", "?"), params)
+            db.commit()
+            db.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(
+                host=settings["HOST"] or "127.0.0.1",
+                port=settings["PORT"] or 5432,
+                user=settings["USER"],
+                password=settings["PASSWORD"] or None,
+                dbname=settings["NAME"],
+            ) as db:
+                db.execute(sql, params)
+        return changed
 
     def bulk(self, picked: list[Any], target: tuple[str, str]) -> set[tuple[str, str]]:
         """Makes one random bulk write over the picked metrics; returns the new keys."""

@@ -1,7 +1,8 @@
 """
 The core promise, across processes: 4 writer processes make random creates, updates,
-moves, deletes, bulk writes and rolled-back savepoints over three keys at once, while 10
-subscribers of a daphne server watch through Redis. Two seconds after the writers exit,
+moves, deletes, bulk writes, rolled-back savepoints and writes through the database driver
+(no Django) over three keys at once, and a fifth is SIGKILLed mid-run, while 10 subscribers
+of a daphne server watch through Redis. Two seconds after the writers exit,
 every subscriber holds exactly the selector's output for every key, and no subscriber ever
 saw a key's version go backwards. bench/stress.py runs the same at 1,000 writes per writer.
 """
