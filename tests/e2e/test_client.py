@@ -58,7 +58,7 @@ async def harness(browser: Browser, request) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
     await page.set_content("<!doctype html><pre id='log'></pre>")
-    await page.add_script_tag(path=ROOT / "static" / "streaming" / "client.js")
+    await page.add_script_tag(path=ROOT / "streaming" / "static" / "streaming" / "client.js")
     await page.add_script_tag(content=HARNESS)
     yield page
     await page.evaluate(
