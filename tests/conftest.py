@@ -46,8 +46,10 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_settings(url: str) -> tuple[dict, dict]:
     """Returns CHANNEL_LAYERS and STREAMING that broadcast through the Redis at `url`."""
     from settings.base import channel_settings
+    from settings.test import KEEPALIVE_SECONDS
 
-    return channel_settings(url)
+    layers, streaming = channel_settings(url)
+    return layers, {**streaming, "KEEPALIVE_SECONDS": KEEPALIVE_SECONDS}
 
 
 @pytest.fixture
