@@ -7,6 +7,12 @@
   "use strict";
 
   const statusLabels = { connecting: "connecting", connected: "connected", reconnecting: "reconnecting" };
+  const reasonLabels = {
+    closed: "the connection closed",
+    stale: "no heartbeat from the server",
+    timeout: "the server did not answer",
+    suspended: "the page was in the back/forward cache",
+  };
   const weekdays = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
   function chartType(payload) {
@@ -83,10 +89,12 @@
   function start() {
     const indicator = document.getElementById("connection-status");
     const client = new StreamClient(null, {
-      onStatus: function (status) {
+      onStatus: function (status, reason) {
         if (!indicator) return;
         indicator.textContent = statusLabels[status] || status;
         indicator.dataset.status = status;
+        indicator.dataset.reason = reason || "";
+        indicator.title = reason ? "Live updates: " + status + " (" + (reasonLabels[reason] || reason) + ")" : "Live updates: " + status;
       },
     });
     window.streamClient = client;
