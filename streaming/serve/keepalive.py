@@ -23,6 +23,10 @@ logger = logging.getLogger("streaming.serve.keepalive")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# Sockets written between two yields to the event loop: a beat of many thousand sockets
+# must not hold back the updates waiting behind it.
+BATCH = 1000
+
 
 def heartbeat_text(interval: float) -> str:
     """Returns the heartbeat frame's JSON text, announcing the interval in seconds."""
@@ -34,14 +38,15 @@ class Keepalive:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.sockets: dict[object, tuple[Send, Wire | None]] = {}
+        # Each socket's daphne connection, or its ASGI send under other servers.
+        self.sockets: dict[object, Wire | Send] = {}
         self._task: asyncio.Task[None] | None = None
 
     def add(self, owner: object, send: Send, wire: Wire | None) -> None:
         """Starts beating `owner`'s socket; does nothing while the keepalive is off (0)."""
         if streaming_settings.KEEPALIVE_SECONDS <= 0:
             return
-        self.sockets[owner] = (send, wire)
+        self.sockets[owner] = wire if wire is not None else send
         if self._task is None or self._task.done():
             self._task = self.loop.create_task(self._run())
 
@@ -67,17 +72,19 @@ class Keepalive:
         frame: PreparedMessage | None = None
         limit = streaming_settings.SOCKET_BUFFER_BYTES
         others: list[Send] = []
-        for send, wire in list(self.sockets.values()):
-            if wire is None:
-                others.append(send)
+        for count, target in enumerate(list(self.sockets.values()), 1):
+            if not isinstance(target, Wire):
+                others.append(target)
                 continue
+            if count % BATCH == 0:
+                await asyncio.sleep(0)
             if frame is None:
                 frame = PreparedMessage(
                     text.encode(), isBinary=False, applyMask=False, doNotCompress=True
                 )
             # A socket over its buffer limit is not reading: a heartbeat queued behind its
             # backlog would prove nothing, so it gets none (offer() declines).
-            wire.offer(frame, limit)
+            target.offer(frame, limit)
         message = {"type": "websocket.send", "text": text}
         for send in others:
             try:
