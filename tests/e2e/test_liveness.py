@@ -56,6 +56,15 @@ async def add_metric(series: Series, weekday: int, value: float) -> None:
     )
 
 
+# Notes when (by the page's clock) the indicator first reads reconnecting.
+WATCH_STALE = """() => {
+  const indicator = document.getElementById('connection-status');
+  new MutationObserver(() => {
+    if (indicator.dataset.status === 'reconnecting' && !window.staleAt) window.staleAt = Date.now();
+  }).observe(indicator, {attributes: true, attributeFilter: ['data-status']});
+}"""
+
+
 async def test_frozen_server_is_noticed_and_the_page_catches_up(
     page: Page, daphne: DaphneServer, cpu: Series
 ):
@@ -68,12 +77,16 @@ async def test_frozen_server_is_noticed_and_the_page_catches_up(
     await page.wait_for_function("() => window.streamClient.keepalive === 1000")
     assert daphne.process is not None
     pid = daphne.process.pid
+    await page.evaluate(WATCH_STALE)
     async with same_document(page):
         os.kill(pid, signal.SIGSTOP)
         try:
             await wait_for_status(page, "reconnecting", timeout=STALE_BOUND + 5)
             indicator = page.locator("#connection-status")
             assert await indicator.get_attribute("data-reason") == "stale"
+            # Dropped by the rule, not before: the last frame came at least the bound ago.
+            silent = await page.evaluate("() => window.staleAt - window.streamClient.lastFrameAt")
+            assert silent >= STALE_BOUND * 1000, silent
             await add_metric(cpu, 4, 9.0)
             await asyncio.sleep(1)
             assert await chart.values() == week_values(mon=1.0)
