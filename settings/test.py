@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, DATABASES, INSTALLED_APPS, LOGGING, env
+from .base import BASE_DIR, DATABASES, INSTALLED_APPS, LOGGING, STREAMING, env
 
 # GENERAL
 # ------------------------------------------------------------------------------
@@ -45,6 +45,13 @@ DATABASES["other"] = {
     "TEST": {"NAME": _OTHER},
     "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
 }
+
+# STREAMING
+# ------------------------------------------------------------------------------
+# The sockets' heartbeat frame is off, so tests reading a socket see only the frames they
+# expect; the browser tests of the keepalive turn it on in their server's environment.
+KEEPALIVE_SECONDS = env.float("STREAMING_KEEPALIVE_SECONDS", default=0)
+STREAMING = {**STREAMING, "KEEPALIVE_SECONDS": KEEPALIVE_SECONDS}
 
 # PASSWORDS
 # ------------------------------------------------------------------------------

@@ -23,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
     "SOCKET_BUFFER_BYTES": 64 * 1024,
     # Seconds between the hub's channel-layer heartbeats; a lost one triggers a resync.
     "HEARTBEAT_SECONDS": 0.5,
+    # Seconds between the `heartbeat` frames every socket gets (docs/protocol.md); a client
+    # that hears nothing for 2.5 intervals reconnects. 0 turns them off.
+    "KEEPALIVE_SECONDS": 10.0,
     # How long a writer keeps retrying a failed broadcast, and how long exit waits for it.
     "RETRY_SECONDS": 30.0,
     "EXIT_FLUSH_SECONDS": 5.0,

@@ -13,6 +13,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
+from settings.test import KEEPALIVE_SECONDS
+from streaming.conf import DEFAULTS, streaming_settings
 from streaming.publish.publisher import publisher
 from tests.support.processes import DaphneServer
 from tests.support.redis_server import RedisServer
@@ -55,6 +57,20 @@ def use_redis(settings, redis_url: str) -> str:
     """Makes this process broadcast through the real Redis; returns its URL."""
     settings.CHANNEL_LAYERS, settings.STREAMING = redis_settings(redis_url)
     return redis_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _keepalive_off_by_default() -> Iterator[None]:
+    """
+    Makes the sockets' heartbeat default to settings.test's (off) also in tests that replace
+    STREAMING whole, so a test reading a socket sees only the frames it expects.
+    """
+    saved = DEFAULTS["KEEPALIVE_SECONDS"]
+    DEFAULTS["KEEPALIVE_SECONDS"] = KEEPALIVE_SECONDS
+    streaming_settings.reload()
+    yield
+    DEFAULTS["KEEPALIVE_SECONDS"] = saved
+    streaming_settings.reload()
 
 
 @pytest.fixture(scope="session", autouse=True)

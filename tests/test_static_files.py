@@ -27,7 +27,10 @@ PROD = {
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.redis
 def test_collectstatic_then_daphne_serves_hashed_files_and_health(tmp_path: Path, redis_url):
-    """Tests that collected, hashed static files are served by whitenoise in production."""
+    """
+    Tests that collected, hashed static files are served by whitenoise in production, the
+    client's module form included.
+    """
     static_root = str(tmp_path / "static")
     result = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput"],
@@ -49,6 +52,13 @@ def test_collectstatic_then_daphne_serves_hashed_files_and_health(tmp_path: Path
             assert response.status == 200
             assert "immutable" in response.headers["Cache-Control"]
             assert b"WebSocket" in response.read()
+        # The module form is served as JavaScript (browsers refuse modules otherwise), and
+        # the unhashed client.js it imports is there too.
+        module = paths["streaming/client.mjs"]
+        for name in (module, "streaming/client.js"):
+            with urllib.request.urlopen(f"{server.http_url}/static/{name}", timeout=10) as response:
+                assert response.status == 200
+                assert "javascript" in response.headers["Content-Type"], name
         with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=10) as response:
             assert json.loads(response.read())["status"] == "ok"
     finally:

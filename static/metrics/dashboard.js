@@ -1,13 +1,26 @@
 /*
  * Draws a Chart.js chart for every <canvas data-stream> on the page and keeps it live
  * through StreamClient. The server-rendered payload shows at once; the subscribe snapshot
- * and later updates replace it.
+ * and later updates replace it. Each card says when its data last changed (by this
+ * browser's clock) and briefly highlights the points that just changed.
  */
 (function () {
   "use strict";
 
   const statusLabels = { connecting: "connecting", connected: "connected", reconnecting: "reconnecting" };
+  const reasonLabels = {
+    closed: "the connection closed",
+    stale: "no heartbeat from the server",
+    timeout: "the server did not answer",
+    suspended: "the page was in the back/forward cache",
+  };
   const weekdays = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  // How long a changed point stays highlighted, in ms.
+  const FRESH_MS = 2000;
+  const COLOR = "rgb(54, 162, 235)";
+  const FILL = "rgba(54, 162, 235, 0.5)";
+  const HIGHLIGHT = "rgb(245, 158, 11)";
+  const liveCharts = [];
 
   function chartType(payload) {
     return payload.aggregation === "sum" ? "bar" : "line";
@@ -23,12 +36,35 @@
     return weekdays[value] ? weekdays[value] + " " + Number(String(label).slice(8, 10)) : label;
   }
 
-  function drawChart(canvas, payload) {
+  // "updated 3 s ago": how long ago, by this browser's clock, the data last changed.
+  function ago(ms) {
+    const seconds = Math.floor(ms / 1000);
+    if (seconds < 1) return "updated just now";
+    if (seconds < 60) return "updated " + seconds + " s ago";
+    if (seconds < 3600) return "updated " + Math.floor(seconds / 60) + " min ago";
+    return "updated " + Math.floor(seconds / 3600) + " h ago";
+  }
+
+  function drawChart(canvas, payload, isFresh) {
+    // Scriptable colors and radii: a point that just changed stands out until it is not fresh.
+    const pick = function (fresh, plain) {
+      return function (context) { return isFresh(context.dataIndex) ? fresh : plain; };
+    };
     return new Chart(canvas, {
       type: chartType(payload),
       data: {
         labels: payload.labels,
-        datasets: [{ label: datasetLabel(payload), data: payload.values, borderWidth: 2, spanGaps: false }],
+        datasets: [{
+          label: datasetLabel(payload),
+          data: payload.values,
+          borderWidth: 2,
+          spanGaps: false,
+          borderColor: COLOR,
+          backgroundColor: pick(HIGHLIGHT, FILL),
+          pointBackgroundColor: pick(HIGHLIGHT, FILL),
+          pointBorderColor: pick(HIGHLIGHT, COLOR),
+          pointRadius: pick(7, 3),
+        }],
       },
       options: {
         animation: { duration: 200 },
@@ -54,14 +90,53 @@
 
   function LiveChart(canvas, initial) {
     this.canvas = canvas;
-    this.chart = drawChart(canvas, initial);
+    const box = card(canvas);
+    this.label = box && box.querySelector("[data-updated]");
+    this.changedAt = null;
+    this.fresh = new Set();
+    this.freshTimer = null;
+    this.isFresh = (index) => this.fresh.has(index);
+    this.chart = drawChart(canvas, initial, this.isFresh);
   }
 
+  // Returns the indexes whose day or value differ from what the chart shows.
+  LiveChart.prototype.changes = function (payload) {
+    const data = this.chart.data;
+    const values = data.datasets[0].data;
+    const changed = [];
+    payload.values.forEach(function (value, i) {
+      if (value !== values[i] || payload.labels[i] !== data.labels[i]) changed.push(i);
+    });
+    return changed;
+  };
+
+  LiveChart.prototype.markFresh = function (changed) {
+    this.changedAt = Date.now();
+    this.fresh = new Set(changed);
+    this.canvas.dataset.fresh = changed.join(",");
+    clearTimeout(this.freshTimer);
+    this.freshTimer = setTimeout(() => {
+      this.fresh = new Set();
+      delete this.canvas.dataset.fresh;
+      this.chart.update();
+    }, FRESH_MS);
+    this.showAge();
+  };
+
+  LiveChart.prototype.showAge = function () {
+    if (!this.label || this.changedAt === null) return;
+    this.label.textContent = ago(Date.now() - this.changedAt);
+    this.label.title = "Last change received at " + new Date(this.changedAt).toLocaleTimeString();
+    this.label.dataset.changedAt = String(this.changedAt);
+  };
+
   LiveChart.prototype.update = function (payload, version) {
+    const changed = this.changes(payload);
+    if (changed.length) this.markFresh(changed);
     if (this.chart.config.type !== chartType(payload)) {
       // The series' aggregation changed: a bar chart becomes a line or back.
       this.chart.destroy();
-      this.chart = drawChart(this.canvas, payload);
+      this.chart = drawChart(this.canvas, payload, this.isFresh);
     } else {
       this.chart.data.labels = payload.labels;
       this.chart.data.datasets[0].data = payload.values;
@@ -83,16 +158,19 @@
   function start() {
     const indicator = document.getElementById("connection-status");
     const client = new StreamClient(null, {
-      onStatus: function (status) {
+      onStatus: function (status, reason) {
         if (!indicator) return;
         indicator.textContent = statusLabels[status] || status;
         indicator.dataset.status = status;
+        indicator.dataset.reason = reason || "";
+        indicator.title = reason ? "Live updates: " + status + " (" + (reasonLabels[reason] || reason) + ")" : "Live updates: " + status;
       },
     });
     window.streamClient = client;
     document.querySelectorAll("canvas[data-stream]").forEach(function (canvas) {
       const initial = JSON.parse(document.getElementById(canvas.dataset.payloadId).textContent);
       const live = new LiveChart(canvas, initial);
+      liveCharts.push(live);
       const params = { series: canvas.dataset.series, week: canvas.dataset.week };
       client.subscribe(canvas.dataset.stream, params, {
         onUpdate: function (payload, version) { live.update(payload, version); },
@@ -107,6 +185,8 @@
         },
       });
     });
+    // One timer keeps every "updated … ago" current.
+    setInterval(function () { liveCharts.forEach(function (live) { live.showAge(); }); }, 1000);
   }
 
   document.addEventListener("DOMContentLoaded", start);

@@ -33,6 +33,7 @@ from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 from streaming.serve import access
 from streaming.serve.daphne import release_upgrade_request, wire_for
 from streaming.serve.hub import Hub, Member, get_hub
+from streaming.serve.keepalive import get_keepalive
 from streaming.serve.limits import (
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
@@ -116,9 +117,11 @@ class StreamConsumer(AsyncAPIConsumer):
         if wire is not None:
             release_upgrade_request(wire.transport)
         await super().websocket_connect(message)
+        get_keepalive().add(self, self.base_send, wire)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Called when the connection closes: leaves every subscribed key."""
+        get_keepalive().discard(self)
         get_rechecker().forget(self)
         for stream, key in list(getattr(self, "subscriptions", {})):
             await self.hub.leave(self, stream, key)

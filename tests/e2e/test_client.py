@@ -1,7 +1,7 @@
 """
 The browser client (streaming/static/streaming/client.js) in chromium against a scripted
-WebSocket and clock: backoff with jitter, resubscribing, the version rule and `gone`, step
-by step and without waiting.
+WebSocket and clock: backoff with jitter, resubscribing, the version rule and `gone`, missed
+heartbeats, replies that never come and waking tabs, step by step and without waiting.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ HARNESS = """
 window.sockets = [];
 window.timers = [];
 window.log = [];
+window.clock = 0;
+Date.now = () => clock;
 class ScriptedSocket {
   constructor(url) { this.url = url; this.readyState = 0; this.sent = []; sockets.push(this); }
   send(text) { this.sent.push(JSON.parse(text)); }
@@ -42,7 +44,9 @@ window.fire = (ms) => {
   timer.done = true; timer.fn(); return timer.ms;
 };
 window.pendingDelays = () => timers.filter(t => !t.done).map(t => t.ms);
-window.client = new StreamClient("ws://test/ws/stream/", {onStatus: s => log.push(["status", s])});
+window.client = new StreamClient("ws://test/ws/stream/", {
+  onStatus: (s, why) => log.push(why ? ["status", s, why] : ["status", s]),
+});
 window.subscribeLogged = (params) => client.subscribe("metrics.week", params, {
   onUpdate: (payload, version) => log.push(["update", version, payload]),
   onGone: (key) => log.push(["gone", key]),
@@ -58,7 +62,7 @@ async def harness(browser: Browser, request) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
     await page.set_content("<!doctype html><pre id='log'></pre>")
-    await page.add_script_tag(path=ROOT / "static" / "streaming" / "client.js")
+    await page.add_script_tag(path=ROOT / "streaming" / "static" / "streaming" / "client.js")
     await page.add_script_tag(content=HARNESS)
     yield page
     await page.evaluate(
@@ -106,7 +110,7 @@ async def test_backoff_grows_with_jitter_and_resets_once_healthy(harness: Page):
         [delay] = await js(harness, "() => pendingDelays()")
         delays.append(delay)
         await js(harness, "() => fire()")
-    assert await log(harness) == [["status", "reconnecting"]]
+    assert await log(harness) == [["status", "reconnecting", "closed"]]
     ceilings = [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]
     for delay, ceiling in zip(delays, ceilings, strict=True):
         assert ceiling / 2 <= delay <= ceiling, (delays, ceilings)
@@ -123,7 +127,7 @@ async def test_backoff_grows_with_jitter_and_resets_once_healthy(harness: Page):
     await js(harness, "() => sockets.at(-1).drop()")
     [delay] = await js(harness, "() => pendingDelays()")
     assert 250 <= delay <= 500
-    assert await log(harness) == [["status", "connected"], ["status", "reconnecting"]] * 2
+    assert await log(harness) == [["status", "connected"], ["status", "reconnecting", "closed"]] * 2
 
 
 async def test_resubscribes_and_keeps_only_newer_versions(harness: Page):
@@ -161,7 +165,7 @@ async def test_resubscribes_and_keeps_only_newer_versions(harness: Page):
     await js(harness, push("gone", 5))
     await js(harness, push("update", 6, [6.0]))
     assert await log(harness) == [
-        ["status", "reconnecting"],
+        ["status", "reconnecting", "closed"],
         ["status", "connected"],
         ["update", 3, [4.0]],
         ["update", 4, [5.0]],
@@ -198,7 +202,7 @@ async def test_not_found_on_resubscribe_means_gone(harness: Page):
     await js(harness, "m => sockets.at(-1).push(m)", {**not_found, "request_id": ids["cpu"]})
     await js(harness, "m => sockets.at(-1).push(m)", {**not_found, "request_id": ids["nope"]})
     assert await log(harness) == [
-        ["status", "reconnecting"],
+        ["status", "reconnecting", "closed"],
         ["status", "connected"],
         ["gone", "1:2026-W48"],
         ["error", 404],
@@ -223,3 +227,129 @@ async def test_revoked_stops_the_key_for_good(harness: Page):
     await js(harness, "() => fire()")
     await js(harness, "() => sockets.at(-1).open()")
     assert await js(harness, "() => sockets.at(-1).sent") == []
+
+
+def heartbeat(interval: float) -> str:
+    """Returns JS that pushes a heartbeat announcing `interval` seconds on the newest socket."""
+    return f"() => sockets.at(-1).push({json.dumps({'action': 'heartbeat', 'interval': interval})})"
+
+
+async def reconnect_and_resync(page: Page, version: int, values: list[float | None]) -> None:
+    """Fires the pending reconnect, opens the socket, answers its resubscribe."""
+    await js(page, "() => fire()")
+    await js(page, "() => sockets.at(-1).open()")
+    [again] = await js(page, "() => sockets.at(-1).sent")
+    assert again["action"] == "subscribe"
+    await js(page, reply(again["request_id"], version, values))
+
+
+async def test_missed_heartbeats_make_the_connection_stale(harness: Page):
+    """
+    Tests that a connection silent for 2.5 heartbeat intervals is dropped and reported
+    stale, that any frame (an unknown action too) keeps it alive, and that it resyncs.
+    """
+    await js(harness, "() => subscribeLogged({series: 'cpu'})")
+    await js(harness, "() => sockets.at(-1).open()")
+    await js(harness, reply(1, 1, [1.0]))
+    assert await js(harness, "() => fire(2000)") == 2000, "the held connection's backoff reset"
+    await js(harness, heartbeat(1))
+    assert 2500 in await js(harness, "() => pendingDelays()")
+
+    await js(harness, "() => { clock = 2000; }")
+    await js(harness, "() => sockets.at(-1).push({action: 'from-the-future', stream: 'x'})")
+    await js(harness, "() => { clock = 2500; }")
+    assert await js(harness, "() => fire(2500)") == 2500
+    # Heard from 500 ms ago: it waits for the rest of the bound.
+    assert 2000 in await js(harness, "() => pendingDelays()")
+    assert await js(harness, "() => sockets.at(-1).readyState") == 1
+
+    await js(harness, "() => { clock = 4500; }")
+    assert await js(harness, "() => fire(2000)") == 2000
+    assert await js(harness, "() => sockets.at(-1).readyState") == 3
+    await reconnect_and_resync(harness, 2, [2.0])
+    assert await log(harness) == [
+        ["status", "connecting"],
+        ["status", "connected"],
+        ["update", 1, [1.0]],
+        ["status", "reconnecting", "stale"],
+        ["status", "connected"],
+        ["update", 2, [2.0]],
+    ]
+
+
+async def test_a_reply_that_never_comes_is_a_failure(harness: Page):
+    """Tests that a subscribe unanswered for 10 s, or a handshake, makes the client retry."""
+    await js(harness, "() => subscribeLogged({series: 'cpu'})")
+    await js(harness, "() => sockets.at(-1).open()")
+    assert len(await js(harness, "() => sockets.at(-1).sent")) == 1
+    assert await js(harness, "() => fire(10000)") == 10000
+    assert await js(harness, "() => sockets.at(-1).readyState") == 3
+    assert await log(harness) == [
+        ["status", "connecting"],
+        ["status", "connected"],
+        ["status", "reconnecting", "timeout"],
+    ]
+
+    # A handshake that never completes is given up too, and retried.
+    await js(harness, "() => fire()")
+    assert await js(harness, "() => fire(10000)") == 10000
+    assert await js(harness, "() => sockets.length") == 2
+    assert await js(harness, "() => sockets.at(-1).readyState") == 3
+    await reconnect_and_resync(harness, 5, [5.0])
+    assert await log(harness) == [["status", "connected"], ["update", 5, [5.0]]]
+    # The answered subscribe leaves no timeout behind.
+    assert 10000 not in await js(harness, "() => pendingDelays()")
+
+
+async def test_waking_tab_checks_its_connection(harness: Page):
+    """
+    Tests that a tab coming back (visibilitychange) drops a connection that went silent
+    meanwhile, that pagehide closes the socket and pageshow from the bfcache reconnects at
+    once, and that without heartbeats a wake-up takes fresh snapshots.
+    """
+    await js(harness, "() => subscribeLogged({series: 'cpu'})")
+    await js(harness, "() => sockets.at(-1).open()")
+    await js(harness, reply(1, 1, [1.0]))
+    await js(harness, heartbeat(10))
+    visible = "() => document.dispatchEvent(new Event('visibilitychange'))"
+    await js(harness, "() => { clock = 1000; }")
+    await js(harness, visible)
+    assert await js(harness, "() => sockets.at(-1).readyState") == 1
+    # Asleep for a minute: throttled timers never fired, the clock says it is stale.
+    await js(harness, "() => { clock = 60000; }")
+    await js(harness, visible)
+    assert await js(harness, "() => sockets.at(-1).readyState") == 3
+    await reconnect_and_resync(harness, 2, [2.0])
+
+    await js(
+        harness,
+        "() => window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true}))",
+    )
+    assert await js(harness, "() => sockets.at(-1).readyState") == 3
+    assert await js(harness, "() => pendingDelays()") == []
+    await js(
+        harness,
+        "() => window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))",
+    )
+    assert await js(harness, "() => sockets.length") == 3
+    await js(harness, "() => sockets.at(-1).open()")
+    [again] = await js(harness, "() => sockets.at(-1).sent")
+    await js(harness, reply(again["request_id"], 3, [3.0]))
+
+    # No heartbeat on this connection: a wake-up cannot tell, so it resubscribes.
+    await js(harness, visible)
+    [_, fresh] = await js(harness, "() => sockets.at(-1).sent")
+    assert fresh["action"] == "subscribe"
+    await js(harness, reply(fresh["request_id"], 4, [4.0]))
+    assert await log(harness) == [
+        ["status", "connecting"],
+        ["status", "connected"],
+        ["update", 1, [1.0]],
+        ["status", "reconnecting", "stale"],
+        ["status", "connected"],
+        ["update", 2, [2.0]],
+        ["status", "reconnecting", "suspended"],
+        ["status", "connected"],
+        ["update", 3, [3.0]],
+        ["update", 4, [4.0]],
+    ]

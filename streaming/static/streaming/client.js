@@ -1,16 +1,25 @@
 /*
  * StreamClient: a small browser client for streaming/'s WebSocket protocol (docs/protocol.md).
  * Connects, subscribes, reconnects with exponential backoff and jitter, resubscribes, and
- * applies an update only when its version is newer than the last one applied. No build step.
+ * applies an update only when its version is newer than the last one applied. It notices a
+ * dead connection by the server's heartbeats and a reply that never comes, and checks its
+ * connection when a sleeping or cached tab comes back. No build step: a plain <script> sets
+ * window.StreamClient; client.mjs is the ES module form (types: client.d.ts).
  */
 (function (global) {
   "use strict";
 
+  // A connection that brought no frame for this many heartbeat intervals is stale: two
+  // heartbeats missed, plus half an interval for timers and a busy server.
+  const STALE_INTERVALS = 2.5;
+
   class StreamClient {
     /**
      * url: the WebSocket URL (default: /ws/stream/ on this host).
-     * options.onStatus(status): "connecting", "connected" or "reconnecting".
+     * options.onStatus(status, reason): status is "connecting", "connected" or "reconnecting";
+     *   reason says why it is reconnecting: "closed", "stale", "timeout" or "suspended".
      * options.minDelay, options.maxDelay: the reconnect backoff's bounds in ms.
+     * options.replyTimeout: ms to wait for the handshake or a subscribe reply (10 s).
      */
     constructor(url, options) {
       options = options || {};
@@ -19,15 +28,25 @@
       this.onStatus = options.onStatus || function () {};
       this.minDelay = options.minDelay || 500;
       this.maxDelay = options.maxDelay || 15000;
+      this.replyTimeout = options.replyTimeout || 10000;
       this.subscriptions = new Set();
+      // request_id -> {sub, timer}: subscribes sent on the current socket, not answered yet.
       this.pending = new Map();
       this.nextRequestId = 1;
       this.attempt = 0;
       this.socket = null;
       this.status = null;
+      this.reason = null;
       this.closed = false;
+      // The server's heartbeat interval in ms, once the current connection announced it.
+      this.keepalive = null;
+      this.lastFrameAt = 0;
+      this._suspended = false;
       this._retryTimer = null;
       this._healthyTimer = null;
+      this._openTimer = null;
+      this._staleTimer = null;
+      this._listen();
       this._connect();
     }
 
@@ -45,11 +64,36 @@
       return sub;
     }
 
+    /**
+     * Checks the connection now (the page calls it when a tab wakes up): reconnects at once
+     * if it is down or stale, and takes fresh snapshots when staleness cannot be told.
+     */
+    check() {
+      if (this.closed) return;
+      if (this._suspended) {
+        this._suspended = false;
+        this.attempt = 0;
+        this._connect();
+      } else if (this.socket === null) {
+        // Timers of a hidden tab are throttled: don't wait for the backoff to fire.
+        clearTimeout(this._retryTimer);
+        this._connect();
+      } else if (!this._isOpen()) {
+        // Still opening: the handshake timeout covers it.
+      } else if (this._isStale()) {
+        this._fail("stale");
+      } else if (this.keepalive === null) {
+        // A server without heartbeats: fresh snapshots are the only way to be sure.
+        this.subscriptions.forEach((sub) => { if (!sub.gone) this._sendSubscribe(sub); });
+      }
+    }
+
     /** Closes the connection for good. */
     close() {
       this.closed = true;
+      this._unlisten();
+      this._clearTimers();
       clearTimeout(this._retryTimer);
-      clearTimeout(this._healthyTimer);
       if (this.socket) this.socket.close();
     }
 
@@ -57,49 +101,125 @@
       return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
     }
 
-    _setStatus(status) {
+    _isStale() {
+      return this.keepalive !== null && Date.now() - this.lastFrameAt >= STALE_INTERVALS * this.keepalive;
+    }
+
+    _setStatus(status, reason) {
       if (status === this.status) return;
       this.status = status;
-      this.onStatus(status);
+      this.reason = reason || null;
+      this.onStatus(status, reason);
+    }
+
+    _listen() {
+      const doc = global.document;
+      if (!doc || !global.addEventListener) return;
+      this._onVisible = () => { if (doc.visibilityState === "visible") this.check(); };
+      // A page put in the back/forward cache must not keep its socket (browsers refuse to
+      // cache it, or the server keeps writing to a frozen page): close it, reopen on return.
+      this._onPageHide = () => this._suspend();
+      this._onPageShow = (event) => { if (event.persisted) this.check(); };
+      doc.addEventListener("visibilitychange", this._onVisible);
+      global.addEventListener("pagehide", this._onPageHide);
+      global.addEventListener("pageshow", this._onPageShow);
+    }
+
+    _unlisten() {
+      if (!this._onVisible) return;
+      global.document.removeEventListener("visibilitychange", this._onVisible);
+      global.removeEventListener("pagehide", this._onPageHide);
+      global.removeEventListener("pageshow", this._onPageShow);
     }
 
     _connect() {
       this._retryTimer = null;
-      this._setStatus(this.status === null ? "connecting" : "reconnecting");
+      this._setStatus(this.status === null ? "connecting" : "reconnecting", this.reason);
+      this.keepalive = null;
       let socket;
       try {
         socket = new WebSocket(this.url);
       } catch (e) {
+        this.socket = null;
         this._scheduleReconnect();
         return;
       }
       this.socket = socket;
+      // A server that accepts TCP but never completes the handshake (frozen, overloaded).
+      this._openTimer = setTimeout(() => { if (this.socket === socket) this._fail("timeout"); }, this.replyTimeout);
       socket.onopen = () => {
         if (this.socket !== socket) return;
+        clearTimeout(this._openTimer);
+        this.lastFrameAt = Date.now();
         // The backoff restarts only once a connection has held for a while: a server that
         // accepts and drops at once must not be hammered at the shortest delay.
         this._healthyTimer = setTimeout(() => { this.attempt = 0; }, 4 * this.minDelay);
         this._setStatus("connected");
-        this.pending.clear();
         this.subscriptions.forEach((sub) => { if (!sub.gone) this._sendSubscribe(sub); });
       };
       socket.onmessage = (event) => { if (this.socket === socket) this._receive(event.data); };
       socket.onclose = () => {
         if (this.socket !== socket || this.closed) return;
-        clearTimeout(this._healthyTimer);
-        this.pending.clear();
-        this._setStatus("reconnecting");
-        this._scheduleReconnect();
+        this._lose("closed");
       };
     }
 
+    /** Gives up on the current socket without waiting for its close (it may never come). */
+    _fail(reason) {
+      const socket = this.socket;
+      this._lose(reason);
+      if (socket) {
+        try { socket.close(); } catch (e) { /* already closing */ }
+      }
+    }
+
+    _lose(reason) {
+      this.socket = null;
+      this._clearTimers();
+      this._setStatus("reconnecting", reason);
+      this._scheduleReconnect();
+    }
+
+    _suspend() {
+      if (this.closed || this._suspended) return;
+      const socket = this.socket;
+      this._suspended = true;
+      this.socket = null;
+      this._clearTimers();
+      clearTimeout(this._retryTimer);
+      this._retryTimer = null;
+      this._setStatus("reconnecting", "suspended");
+      if (socket) socket.close();
+    }
+
+    _clearTimers() {
+      clearTimeout(this._healthyTimer);
+      clearTimeout(this._openTimer);
+      clearTimeout(this._staleTimer);
+      this._staleTimer = null;
+      this.pending.forEach((entry) => clearTimeout(entry.timer));
+      this.pending.clear();
+    }
+
     _scheduleReconnect() {
-      if (this.closed || this._retryTimer !== null) return;
+      if (this.closed || this._suspended || this._retryTimer !== null) return;
       // Exponential backoff, each delay drawn from the upper half of its ceiling (equal
       // jitter): clients dropped together by a restart do not come back together.
       const ceiling = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this.attempt));
       this.attempt += 1;
       this._retryTimer = setTimeout(() => this._connect(), ceiling / 2 + Math.random() * ceiling / 2);
+    }
+
+    _watch(delay) {
+      clearTimeout(this._staleTimer);
+      this._staleTimer = setTimeout(() => {
+        this._staleTimer = null;
+        if (!this._isOpen() || this.keepalive === null) return;
+        const bound = STALE_INTERVALS * this.keepalive;
+        const silent = Date.now() - this.lastFrameAt;
+        if (silent >= bound) this._fail("stale");
+        else this._watch(bound - silent);
+      }, delay);
     }
 
     _send(message) {
@@ -110,21 +230,39 @@
     }
 
     _sendSubscribe(sub) {
-      this.pending.set(this._send({ action: "subscribe", stream: sub.stream, params: sub.params }), sub);
+      const id = this._send({ action: "subscribe", stream: sub.stream, params: sub.params });
+      // A reply that never comes counts as a failure of the connection: reconnecting
+      // resubscribes every key.
+      const timer = setTimeout(() => { if (this.pending.has(id)) this._fail("timeout"); }, this.replyTimeout);
+      this.pending.set(id, { sub: sub, timer: timer });
     }
 
     _unsubscribe(sub) {
       this.subscriptions.delete(sub);
-      this.pending.forEach((pendingSub, id) => { if (pendingSub === sub) this.pending.delete(id); });
+      this.pending.forEach((entry, id) => {
+        if (entry.sub === sub) {
+          clearTimeout(entry.timer);
+          this.pending.delete(id);
+        }
+      });
       if (this._isOpen() && sub.key !== null && !sub.gone) {
         this._send({ action: "unsubscribe", stream: sub.stream, params: sub.params });
       }
     }
 
     _receive(text) {
+      this.lastFrameAt = Date.now();
       let message;
       try { message = JSON.parse(text); } catch (e) { return; }
       if (message === null || typeof message !== "object") return;
+      if (message.action === "heartbeat") {
+        const interval = Number(message.interval) * 1000;
+        if (interval > 0 && (interval !== this.keepalive || this._staleTimer === null)) {
+          this.keepalive = interval;
+          this._watch(STALE_INTERVALS * interval);
+        }
+        return;
+      }
       if (message.action === "update" || message.action === "gone") {
         this.subscriptions.forEach((sub) => {
           if (sub.stream === message.stream && sub.key === message.key) this._apply(sub, message);
@@ -141,8 +279,11 @@
         });
         return;
       }
-      const sub = this.pending.get(message.request_id);
-      if (!sub) return;
+      // Anything else is a reply to a request, or an action this client does not know.
+      const entry = this.pending.get(message.request_id);
+      if (!entry) return;
+      const sub = entry.sub;
+      clearTimeout(entry.timer);
       this.pending.delete(message.request_id);
       if (message.action !== "subscribe" || !this.subscriptions.has(sub)) return;
       if (message.response_status === 200) {
@@ -172,4 +313,4 @@
   }
 
   global.StreamClient = StreamClient;
-})(window);
+})(typeof window !== "undefined" ? window : globalThis);

@@ -1,0 +1,5 @@
+/** Types of client.mjs: those of client.d.ts. */
+import { StreamClient } from "./client.js";
+
+export * from "./client.js";
+export default StreamClient;
