@@ -111,7 +111,8 @@ class Writer:
                 except _Undo:
                     pass
             return {target}
-        return self.bulk(picked, target) | old
+        changed = self.bulk(picked, target)
+        return set() if _NOTHING in changed else changed | old
 
     def foreign(self, picked: list[Any], target: tuple[str, str]) -> set[tuple[str, str]]:
         """
@@ -136,7 +137,7 @@ class Writer:
 
             params = [p.strftime("%Y-%m-%d %H:%M:%S") if hasattr(p, "hour") else p for p in params]
             db = sqlite3.connect(settings["NAME"], timeout=30)
-            db.execute(sql.replace("%s", "?"), params)
+            count = db.execute(sql.replace("%s", "?"), params).rowcount
             db.commit()
             db.close()
         else:
@@ -149,8 +150,9 @@ class Writer:
                 password=settings["PASSWORD"] or None,
                 dbname=settings["NAME"],
             ) as db:
-                db.execute(sql, params)
-        return changed
+                count = db.execute(sql, params).rowcount
+        # A row another writer deleted meanwhile: nothing was written.
+        return changed if count else set()
 
     def bulk(self, picked: list[Any], target: tuple[str, str]) -> set[tuple[str, str]]:
         """Makes one random bulk write over the picked metrics; returns the new keys."""
@@ -158,16 +160,20 @@ class Writer:
 
         pks = [m.pk for m in picked]
         choice = self.rng.randrange(4)
+        # Rows other writers deleted meanwhile are not written: report only real writes.
         if choice == 0:
-            Metric.objects.filter(pk__in=pks).update(value=self.value())
+            if not Metric.objects.filter(pk__in=pks).update(value=self.value()):
+                return {_NOTHING}
         elif choice == 1:
             series, ts = self.at(target)
-            Metric.objects.filter(pk__in=pks).update(series=series, timestamp=ts)
+            if not Metric.objects.filter(pk__in=pks).update(series=series, timestamp=ts):
+                return {_NOTHING}
             return {target}
         elif choice == 2:
             for metric in picked:
                 metric.series, metric.timestamp = self.at(target)
-            Metric.objects.bulk_update(picked, ["series", "timestamp"])
+            if not Metric.objects.bulk_update(picked, ["series", "timestamp"]):
+                return {_NOTHING}
             return {target}
         else:
             Metric.objects.filter(pk__in=pks).delete()
@@ -202,6 +208,10 @@ class Writer:
             for slug, week in changed:
                 key = week_key(self.series[slug].pk, IsoWeek.parse(week))
                 self.report("seen", committed, key, version)
+
+
+# Returned by bulk() when its write matched no row.
+_NOTHING = ("", "")
 
 
 class _Undo(Exception):
