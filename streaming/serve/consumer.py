@@ -5,8 +5,8 @@ pushed by the process's hub (docs/protocol.md). Limits and close codes: docs/sec
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 from rest_framework.exceptions import (
     APIException,
     NotFound,
-    PermissionDenied,
     Throttled,
     ValidationError,
 )
@@ -29,10 +28,11 @@ from rest_framework.permissions import AllowAny
 from streaming import protocol
 from streaming.conf import streaming_settings, version_store
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
-from streaming.serve import access
-from streaming.serve.daphne import release_upgrade_request, wire_for
+from streaming.serve import access, inbound
+from streaming.serve.daphne import Wire, police, release_upgrade_request, wire_for
 from streaming.serve.hub import Hub, Member, get_hub
 from streaming.serve.limits import (
+    CLOSE_NOT_READING,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
     CLOSE_UNAVAILABLE,
@@ -47,11 +47,10 @@ logger = logging.getLogger("streaming.serve.consumer")
 FIELDS = frozenset({"action", "request_id", "stream", "params"})
 # Failures of the infrastructure (Redis), not of the request: the client should come back.
 UNAVAILABLE = (RedisError, OSError, TimeoutError)
-
-
-def _refuse_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON: echoing them back would break strict clients.
-    raise ValueError(f"{name} is not valid JSON.")
+# A key the user may not see answers exactly like a key that does not exist (as REST's 404).
+HIDDEN = "Not found, or not visible to you."
+# Leaves of consumers that ended without awaiting them (cancelled): kept until done.
+_releases: set[asyncio.Task[None]] = set()
 
 
 class StreamConsumer(AsyncAPIConsumer):
@@ -100,6 +99,11 @@ class StreamConsumer(AsyncAPIConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        finally:
+            # Also when daphne cancels a consumer that outlived its socket (it does so
+            # --application-close-timeout after the disconnect, 10 s by default), before
+            # websocket_disconnect ran: nothing may keep the dead socket's keys.
+            self._release()
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Called when a WebSocket connection is opened."""
@@ -111,24 +115,49 @@ class StreamConsumer(AsyncAPIConsumer):
             streaming_settings.RATE_STRIKES,
         )
         self.closing = False
-        wire = wire_for(self)
-        if wire is not None:
-            release_upgrade_request(wire.transport)
+        self.wire: Wire | None = wire_for(self)
+        if self.wire is not None:
+            release_upgrade_request(self.wire.transport)
+            police(self.wire, self._admit_ping)
         await super().websocket_connect(message)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Called when the connection closes: leaves every subscribed key."""
         get_rechecker().forget(self)
-        for stream, key in list(getattr(self, "subscriptions", {})):
+        subscriptions = getattr(self, "subscriptions", {})
+        for stream, key in list(subscriptions):
+            del subscriptions[(stream, key)]
             await self.hub.leave(self, stream, key)
         await super().websocket_disconnect(message)
+
+    def _release(self) -> None:
+        """Leaves, in a task of their own, the keys a consumer still holds as it ends."""
+        get_rechecker().forget(self)
+        wire = getattr(self, "wire", None)
+        if wire is not None:
+            police(wire, None)
+        held = list(getattr(self, "subscriptions", {}))
+        if not held:
+            return
+        self.subscriptions.clear()
+        task = asyncio.get_running_loop().create_task(self._leave_all(held))
+        _releases.add(task)
+        task.add_done_callback(_releases.discard)
+
+    async def _leave_all(self, held: list[tuple[str, str]]) -> None:
+        for stream, key in held:
+            try:
+                await self.hub.leave(self, stream, key)
+            except Exception:
+                logger.warning("streaming: leaving %s %r failed", stream, key, exc_info=True)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
         """Called with each frame: rate-limited, size-capped; anything but an object is 400."""
-        if self.closing:
-            # Frames already queued behind the one that closed the socket get nothing.
+        if self.closing or (self.wire is not None and not self.wire.open):
+            # Frames already queued behind the one that closed the socket, or behind its
+            # disconnect, get nothing: no one reads the reply.
             return
         verdict = self.flood.check()
         if verdict != FloodGuard.ALLOW:
@@ -144,25 +173,76 @@ class StreamConsumer(AsyncAPIConsumer):
             await self.reply(action=None, errors=["Binary frames are not supported."], status=400)
             return
         try:
-            content = json.loads(text_data, parse_constant=_refuse_constant)
+            content = inbound.decode(text_data)
+        except inbound.NotJSON as exc:
+            await self.reply(action=None, errors=[f"Malformed JSON: {exc}"], status=400)
+            return
         except (ValueError, RecursionError):
             await self.reply(action=None, errors=["Malformed JSON."], status=400)
             return
         if not isinstance(content, dict):
             await self.reply(action=None, errors=["Expected a JSON object."], status=400)
             return
+        name = content.get("action")
+        name = name if isinstance(name, str) else None
+        if inbound.request_id_too_large(content.get("request_id")):
+            cap = inbound.MAX_REQUEST_ID_BYTES
+            errors = [{"request_id": [f"At most {cap} bytes of JSON."]}]
+            await self.reply(action=name, errors=errors, status=400)
+            return
         extra = sorted(set(content) - FIELDS)
         if extra:
             # Checked before DCRF spreads the message into keyword arguments.
-            name = content.get("action")
             await self.reply(
-                action=name if isinstance(name, str) else None,
-                errors=[{field: ["Unexpected field."] for field in extra}],
+                action=name,
+                errors=[inbound.unexpected_fields(extra)],
                 status=400,
                 request_id=content.get("request_id"),
             )
             return
         await self.receive_json(content)
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """
+        Sends a reply or push, unless the socket holds over MAX_UNSENT_BYTES unsent
+        (its client stopped reading): it is closed with 4008 instead.
+        """
+        if self.closing:
+            return
+        if self._unread():
+            return
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    @classmethod
+    async def encode_json(cls, content: dict[str, Any]) -> str:
+        """Returns a frame's strict, compact JSON: NaN and Infinity are refused."""
+        return protocol.encode(content)
+
+    def _unread(self) -> bool:
+        """Closes the socket (4008) if its unsent bytes exceed MAX_UNSENT_BYTES; says so."""
+        wire = self.wire
+        if wire is None or wire.backlog() <= streaming_settings.MAX_UNSENT_BYTES:
+            return False
+        self.closing = True
+        wire.protocol.sendClose(code=CLOSE_NOT_READING)
+        return True
+
+    def _admit_ping(self) -> bool:
+        """
+        Called by daphne's protocol for each ping: returns whether to answer it. A ping
+        takes a token like a message; flooding (4029) or not reading (4008) closes.
+        """
+        if self.closing:
+            return False
+        verdict = self.flood.check()
+        if verdict == FloodGuard.CLOSE:
+            self.closing = True
+            assert self.wire is not None
+            self.wire.protocol.sendClose(code=CLOSE_RATE_LIMITED)
+            return False
+        return verdict == FloodGuard.ALLOW and not self._unread()
 
     async def _close(self, code: int) -> None:
         self.closing = True
@@ -196,7 +276,7 @@ class StreamConsumer(AsyncAPIConsumer):
         """Subscribes to a key and replies with its snapshot; updates follow, newer only."""
         stream, key = await self._resolve(content)
         if not await database_sync_to_async(self._may_subscribe)(stream, key):
-            raise PermissionDenied("You may not subscribe to this stream.")
+            raise NotFound(HIDDEN)
         self.forget_gone()
         if (stream.name, key) not in self.subscriptions and (
             len(self.subscriptions) >= streaming_settings.MAX_SUBSCRIPTIONS
@@ -224,9 +304,14 @@ class StreamConsumer(AsyncAPIConsumer):
     async def unsubscribe(
         self, request_id: Any, action: str, **content: Any
     ) -> tuple[dict[str, Any], int]:
-        """Stops updates of a key; unsubscribing from a key not subscribed is a no-op."""
+        """
+        Stops updates of a key; unsubscribing from a key not subscribed is a no-op. A key
+        the user may not see is 404, as for subscribe: its reply would reveal the key.
+        """
         stream, key = await self._resolve(content)
         await self._leave(stream.name, key)
+        if not await database_sync_to_async(self._may_subscribe)(stream, key):
+            raise NotFound(HIDDEN)
         return {"stream": stream.name, "key": key}, 200
 
     def _may_subscribe(self, stream: Stream, key: str) -> bool:
@@ -256,7 +341,7 @@ class StreamConsumer(AsyncAPIConsumer):
         """Returns the stream and key named by a subscribe/unsubscribe message."""
         extra = sorted(set(content) - {"stream", "params"})
         if extra:
-            raise ValidationError({name: ["Unexpected field."] for name in extra})
+            raise ValidationError(inbound.unexpected_fields(extra))
         name, params = content.get("stream"), content.get("params", {})
         if not isinstance(name, str):
             raise ValidationError({"stream": ["Must be a string."]})
@@ -268,5 +353,6 @@ class StreamConsumer(AsyncAPIConsumer):
         except InvalidParams as exc:
             raise ValidationError({"params": [str(exc)]}) from exc
         except StreamNotFound as exc:
-            raise NotFound(str(exc)) from exc
+            # Not the stream's own message: it must read as a key the user may not see.
+            raise NotFound(HIDDEN) from exc
         return stream, key

@@ -9,13 +9,17 @@ a socket with nothing queued gets them at once, without a trip through the react
 A socket whose transport holds more than STREAMING["SOCKET_BUFFER_BYTES"] unsent bytes (a
 client that stopped reading) gets nothing more until it drains: meanwhile the hub keeps
 only the newest update per key for it (latest-wins), so memory stays bounded whatever
-the update rate. daphne's own keepalive (ping every 20 s, 30 s to answer) drops a client
-that never reads again. Other servers (and test communicators) use the ASGI send.
+the update rate. Other servers (and test communicators) use the ASGI send.
+
+`police` makes each socket's pings count against its limits and its keepalive deaf to what
+the client sends: a client that never answers a ping is dropped, even one that keeps sending.
 """
 
 from __future__ import annotations
 
 import functools
+import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -138,3 +142,44 @@ def frame_of(message: dict[str, Any]) -> PreparedMessage:
             message["text"].encode(), isBinary=False, applyMask=False, doNotCompress=True
         )
     return frame
+
+
+def police(wire: Wire, admit: Callable[[], bool] | None) -> None:
+    """
+    Makes a daphne socket answer a ping only when `admit()` returns True, and ping its
+    client every --ping-interval seconds whatever the client sends, so one that does not
+    answer within --ping-timeout is dropped. `admit` None undoes it (the consumer ended).
+
+    autobahn answers every ping itself, straight into the transport: a client sending pings
+    without reading grew the server by the pongs. daphne pings only a socket idle for
+    --ping-interval, and autobahn takes any data frame for a pong: a client that sends now
+    and then was never dropped.
+    """
+    protocol = wire.protocol
+    if admit is None:
+        # Breaks the protocol -> consumer -> protocol cycle the hooks made.
+        for name in ("onPing", "check_timeouts", "streaming_admit"):
+            protocol.__dict__.pop(name, None)
+        return
+    protocol.streaming_admit = admit
+    protocol.streaming_pinged_at = time.time()
+    protocol.onPing = types.MethodType(_on_ping, protocol)
+    protocol.check_timeouts = types.MethodType(_check_timeouts, protocol)
+    # Data frames must not stand in for a pong: a client that never reads may still send.
+    protocol.autoPingRestartOnAnyTraffic = False
+
+
+def _on_ping(protocol: Any, payload: bytes) -> None:
+    if protocol.state == _OPEN and protocol.streaming_admit():
+        protocol.sendPong(payload)
+
+
+def _check_timeouts(protocol: Any) -> None:
+    # daphne's own check (connect and socket timeouts, keepalive), run on a ping clock
+    # that only this socket's pings reset: daphne resets `last_ping` on every message.
+    pending = protocol.autoPingPending is not None
+    # While a ping waits for its pong, autobahn's --ping-timeout call is armed: no other.
+    protocol.last_ping = time.time() if pending else protocol.streaming_pinged_at
+    type(protocol).check_timeouts(protocol)
+    if not pending:
+        protocol.streaming_pinged_at = protocol.last_ping
