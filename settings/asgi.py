@@ -13,16 +13,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from streaming.serve.middleware import PathRouter, SessionUserMiddleware  # noqa: E402
+from streaming.serve.origin import OriginValidator  # noqa: E402
 from streaming.serve.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            SessionUserMiddleware(PathRouter(websocket_urlpatterns))
-        ),
+        "websocket": OriginValidator(SessionUserMiddleware(PathRouter(websocket_urlpatterns))),
     }
 )
