@@ -202,18 +202,14 @@ class StreamConsumer(AsyncAPIConsumer):
             return
         await self.receive_json(content)
 
-    async def send(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
-    ) -> None:
+    async def send_json(self, content: Any, close: bool = False) -> None:
         """
         Sends a reply or push, unless the socket holds over MAX_UNSENT_BYTES unsent
         (its client stopped reading): it is closed with 4008 instead.
         """
-        if self.closing:
+        if self.closing or self._unread():
             return
-        if self._unread():
-            return
-        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        await super().send_json(content, close=close)
 
     @classmethod
     async def encode_json(cls, content: dict[str, Any]) -> str:
