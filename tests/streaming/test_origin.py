@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
+from streaming.serve.origin import allowed_origin
 from tests.support.processes import DaphneServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,3 +73,28 @@ async def test_other_origins_of_the_same_host_are_refused(server):
     own = f"http://127.0.0.1:{port}"
     # autobahn itself refuses a repeated Origin (400); the validator would too (403).
     assert await handshake(server, ("Origin", own), ("Origin", "https://evil.com")) in (400, 403)
+
+
+def scope(origin: str, host: str = "metrics.example.com", **extra: bytes) -> dict:
+    """Returns a WebSocket handshake scope with the given Origin, Host and other headers."""
+    headers = [(b"origin", origin.encode()), (b"host", host.encode())]
+    headers += [(name.replace("_", "-").encode(), value) for name, value in extra.items()]
+    return {"type": "websocket", "scheme": "ws", "headers": headers}
+
+
+def test_behind_a_tls_proxy_the_own_origin_is_https(settings):
+    """
+    Tests that behind a proxy setting SECURE_PROXY_SSL_HEADER the site's own origin is
+    https (as Django's request.is_secure()), and http only without the header.
+    """
+    settings.ALLOWED_HOSTS = ["metrics.example.com"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    https = "https://metrics.example.com"
+    assert allowed_origin(scope(https, x_forwarded_proto=b"https"))
+    assert not allowed_origin(scope("http://metrics.example.com", x_forwarded_proto=b"https"))
+    assert not allowed_origin(scope(https))
+    assert allowed_origin(scope("http://metrics.example.com"))
+    # A Host outside ALLOWED_HOSTS has no origin of its own.
+    assert not allowed_origin(
+        scope("https://evil.com", host="evil.com", x_forwarded_proto=b"https")
+    )
