@@ -5,7 +5,6 @@ pushed by the process's hub (docs/protocol.md). Limits and close codes: docs/sec
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Mapping
@@ -29,10 +28,10 @@ from streaming import protocol
 from streaming.conf import streaming_settings, version_store
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 from streaming.serve import access, inbound
-from streaming.serve.daphne import Wire, police, release_upgrade_request, wire_for
+from streaming.serve.bounds import BoundedSocket
+from streaming.serve.daphne import release_upgrade_request, wire_for
 from streaming.serve.hub import Hub, Member, get_hub
 from streaming.serve.limits import (
-    CLOSE_NOT_READING,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
     CLOSE_UNAVAILABLE,
@@ -49,11 +48,9 @@ FIELDS = frozenset({"action", "request_id", "stream", "params"})
 UNAVAILABLE = (RedisError, OSError, TimeoutError)
 # A key the user may not see answers exactly like a key that does not exist (as REST's 404).
 HIDDEN = "Not found, or not visible to you."
-# Leaves of consumers that ended without awaiting them (cancelled): kept until done.
-_releases: set[asyncio.Task[None]] = set()
 
 
-class StreamConsumer(AsyncAPIConsumer):
+class StreamConsumer(BoundedSocket, AsyncAPIConsumer):
     """Subscribes sockets to stream keys; each reply carries a snapshot with its version."""
 
     permission_classes = (AllowAny,)
@@ -100,10 +97,7 @@ class StreamConsumer(AsyncAPIConsumer):
         except StopConsumer:
             pass
         finally:
-            # Also when daphne cancels a consumer that outlived its socket (it does so
-            # --application-close-timeout after the disconnect, 10 s by default), before
-            # websocket_disconnect ran: nothing may keep the dead socket's keys.
-            self._release()
+            self.release()
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Called when a WebSocket connection is opened."""
@@ -115,10 +109,9 @@ class StreamConsumer(AsyncAPIConsumer):
             streaming_settings.RATE_STRIKES,
         )
         self.closing = False
-        self.wire: Wire | None = wire_for(self)
+        self.bound(wire_for(self))
         if self.wire is not None:
             release_upgrade_request(self.wire.transport)
-            police(self.wire, self._admit_ping)
         await super().websocket_connect(message)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
@@ -129,27 +122,6 @@ class StreamConsumer(AsyncAPIConsumer):
             del subscriptions[(stream, key)]
             await self.hub.leave(self, stream, key)
         await super().websocket_disconnect(message)
-
-    def _release(self) -> None:
-        """Leaves, in a task of their own, the keys a consumer still holds as it ends."""
-        get_rechecker().forget(self)
-        wire = getattr(self, "wire", None)
-        if wire is not None:
-            police(wire, None)
-        held = list(getattr(self, "subscriptions", {}))
-        if not held:
-            return
-        self.subscriptions.clear()
-        task = asyncio.get_running_loop().create_task(self._leave_all(held))
-        _releases.add(task)
-        task.add_done_callback(_releases.discard)
-
-    async def _leave_all(self, held: list[tuple[str, str]]) -> None:
-        for stream, key in held:
-            try:
-                await self.hub.leave(self, stream, key)
-            except Exception:
-                logger.warning("streaming: leaving %s %r failed", stream, key, exc_info=True)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -183,62 +155,18 @@ class StreamConsumer(AsyncAPIConsumer):
         if not isinstance(content, dict):
             await self.reply(action=None, errors=["Expected a JSON object."], status=400)
             return
-        name = content.get("action")
-        name = name if isinstance(name, str) else None
-        if inbound.request_id_too_large(content.get("request_id")):
-            cap = inbound.MAX_REQUEST_ID_BYTES
-            errors = [{"request_id": [f"At most {cap} bytes of JSON."]}]
-            await self.reply(action=name, errors=errors, status=400)
-            return
-        extra = sorted(set(content) - FIELDS)
-        if extra:
-            # Checked before DCRF spreads the message into keyword arguments.
-            await self.reply(
-                action=name,
-                errors=[inbound.unexpected_fields(extra)],
-                status=400,
-                request_id=content.get("request_id"),
-            )
+        # Checked before DCRF spreads the message into keyword arguments.
+        refused = inbound.refusal(content, FIELDS)
+        if refused is not None:
+            name, error, request_id = refused
+            await self.reply(action=name, errors=[error], status=400, request_id=request_id)
             return
         await self.receive_json(content)
-
-    async def send_json(self, content: Any, close: bool = False) -> None:
-        """
-        Sends a reply or push, unless the socket holds over MAX_UNSENT_BYTES unsent
-        (its client stopped reading): it is closed with 4008 instead.
-        """
-        if self.closing or self._unread():
-            return
-        await super().send_json(content, close=close)
 
     @classmethod
     async def encode_json(cls, content: dict[str, Any]) -> str:
         """Returns a frame's strict, compact JSON: NaN and Infinity are refused."""
         return protocol.encode(content)
-
-    def _unread(self) -> bool:
-        """Closes the socket (4008) if its unsent bytes exceed MAX_UNSENT_BYTES; says so."""
-        wire = self.wire
-        if wire is None or wire.backlog() <= streaming_settings.MAX_UNSENT_BYTES:
-            return False
-        self.closing = True
-        wire.protocol.sendClose(code=CLOSE_NOT_READING)
-        return True
-
-    def _admit_ping(self) -> bool:
-        """
-        Called by daphne's protocol for each ping: returns whether to answer it. A ping
-        takes a token like a message; flooding (4029) or not reading (4008) closes.
-        """
-        if self.closing:
-            return False
-        verdict = self.flood.check()
-        if verdict == FloodGuard.CLOSE:
-            self.closing = True
-            assert self.wire is not None
-            self.wire.protocol.sendClose(code=CLOSE_RATE_LIMITED)
-            return False
-        return verdict == FloodGuard.ALLOW and not self._unread()
 
     async def _close(self, code: int) -> None:
         self.closing = True

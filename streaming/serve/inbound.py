@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Set
 from typing import Any
 
 # A request_id is echoed in every reply: its compact JSON may take at most this many bytes.
 MAX_REQUEST_ID_BYTES = 256
+# Actions are echoed in replies: longer names are refused unechoed.
+MAX_ACTION_CHARS = 64
 # An "unexpected field" error names at most this many fields, each cut to MAX_FIELD_CHARS.
 MAX_LISTED_FIELDS = 3
 MAX_FIELD_CHARS = 64
@@ -63,3 +66,21 @@ def unexpected_fields(extra: list[str]) -> dict[str, list[str]]:
     if rest > 0:
         listed["non_field_errors"] = [f"And {rest} more unexpected fields."]
     return listed
+
+
+def refusal(content: dict[str, Any], fields: Set[str]) -> tuple[str | None, Any, Any] | None:
+    """
+    Returns the (action, error, request_id) of the 400 a message gets before dispatch, or
+    None: a request_id too large (not echoed), a long action name, fields not in `fields`.
+    """
+    action, request_id = content.get("action"), content.get("request_id")
+    # An action name is echoed twice in a 405 (field and message): only short ones are.
+    name = action if isinstance(action, str) and len(action) <= MAX_ACTION_CHARS else None
+    if request_id_too_large(request_id):
+        return name, {"request_id": [f"At most {MAX_REQUEST_ID_BYTES} bytes of JSON."]}, None
+    if isinstance(action, str) and name is None:
+        return None, {"action": [f"At most {MAX_ACTION_CHARS} characters."]}, request_id
+    extra = sorted(set(content) - fields)
+    if extra:
+        return name, unexpected_fields(extra), request_id
+    return None

@@ -98,3 +98,11 @@ async def test_a_private_series_answers_exactly_like_an_unknown_one(ws):
             texts.append(text.replace(slug, "<slug>"))
         assert texts[0] == texts[1]
         assert "revenue" not in texts[0]
+
+
+async def test_a_long_action_name_is_refused_without_being_echoed(ws):
+    """Tests that an action name over 64 characters gets a short 400 that does not echo it."""
+    text, reply = await ask(ws, json.dumps({"action": "a" * 60_000, "request_id": 3}))
+    assert (reply["response_status"], reply["action"], reply["request_id"]) == (400, None, 3)
+    assert "action" in reply["errors"][0]
+    assert len(text) < 200, len(text)
