@@ -29,7 +29,7 @@ from streaming.conf import streaming_settings, version_store
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 from streaming.serve import access, inbound
 from streaming.serve.bounds import BoundedSocket
-from streaming.serve.daphne import release_upgrade_request, wire_for
+from streaming.serve.daphne import release_upgrade_request, resume_reading, wire_for
 from streaming.serve.hub import Hub, Member, get_hub
 from streaming.serve.limits import (
     CLOSE_RATE_LIMITED,
@@ -91,9 +91,13 @@ class StreamConsumer(BoundedSocket, AsyncAPIConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        self.wire = None
         try:
             while True:
-                await self.dispatch(await receive())
+                message = await receive()
+                if self.wire is not None:
+                    resume_reading(self.wire)
+                await self.dispatch(message)
         except StopConsumer:
             pass
         finally:

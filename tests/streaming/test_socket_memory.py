@@ -9,6 +9,7 @@ Bounds and close codes: docs/security.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ from rest_framework.authtoken.models import Token
 from streaming.serve.limits import CLOSE_NOT_READING, CLOSE_RATE_LIMITED
 from tests.exampleapp.models import Board, Note
 from tests.support.processes import DaphneServer
-from tests.support.rawclient import PING, PONG, RawClient
+from tests.support.rawclient import PING, PONG, TEXT, RawClient
 from tests.support.redis_server import RedisServer
 from tests.support.wsclient import StreamSubscriber
 
@@ -244,5 +245,41 @@ async def test_a_vanished_clients_subscriptions_are_released(transactional_db, f
         while (count := await asyncio.to_thread(subscribers, server, token)) != 0:
             assert time.monotonic() < deadline, f"{count} subscribers left"
             await asyncio.sleep(0.2)
+    finally:
+        server.stop()
+
+
+async def test_frames_sent_while_a_request_waits_do_not_pile_up(transactional_db, frozen_redis):
+    """
+    Tests that while a subscribe waits on a frozen Redis, 18 MB of frames sent behind it are
+    not queued in the server (it stops reading the socket): its RSS stays within a fixed
+    bound, and once Redis is back the server serves new sockets.
+    """
+    await sync_to_async(make_boards)()
+    server = DaphneServer(frozen_redis.url).start()
+    try:
+        client = await RawClient(server.port).connect()
+        before = rss(server)
+        assert frozen_redis.process is not None
+        os.kill(frozen_redis.process.pid, signal.SIGSTOP)
+        await client.send({**BOARD, "params": {"board": "small"}, "request_id": 1})
+        frame = json.dumps({"action": "dance", "pad": "x" * 60_000}).encode()
+        stopped = False
+        try:
+            for _ in range(300):
+                client.queue(TEXT, frame)
+                await asyncio.wait_for(client.drain(), 3)
+        except TimeoutError:
+            # The kernel's buffers are full: the server stopped reading this socket.
+            stopped = True
+        growth = rss(server) - before
+        os.kill(frozen_redis.process.pid, signal.SIGCONT)
+        assert growth < RSS_BOUND, f"server RSS grew by {growth / MIB:.1f} MiB"
+        assert stopped
+        client.vanish()
+        fresh = await StreamSubscriber(server.ws_url).connect()
+        reply = await fresh.subscribe("exampleapp.board", board="small")
+        assert reply["response_status"] == 200, reply
+        await fresh.close()
     finally:
         server.stop()
