@@ -127,7 +127,8 @@ async def test_a_ping_burst_gets_pongs_within_the_rate_then_4029(daphne):
     code, frames = await asyncio.wait_for(client.until_closed(), 30)
     assert code == CLOSE_RATE_LIMITED
     pongs = [payload for opcode, payload in frames if opcode == PONG]
-    assert 0 < len(pongs) <= 41, len(pongs)
+    # RATE_BURST (40) pongs, and the few tokens refilled while the burst was read.
+    assert 0 < len(pongs) <= 45, len(pongs)
     assert set(pongs) == {b"p" * 125}
 
 
