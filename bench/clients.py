@@ -21,8 +21,12 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-ORIGIN = "http://127.0.0.1"
 CONNECT_AT_ONCE = 20
+
+
+def origin_for(url: str) -> str:
+    """Returns the Origin of a page of the server at ws `url`: same host and port."""
+    return "http://" + url.split("//")[1].split("/")[0]
 
 
 def reflected(message: dict[str, Any]) -> float | None:
@@ -72,7 +76,7 @@ async def stalled_socket(url: str, frame: str) -> Any:
     writer.write(
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Origin: {ORIGIN}\r\n\r\n".encode()
+        f"Origin: {origin_for(url)}\r\n\r\n".encode()
     )
     await reader.readuntil(b"\r\n\r\n")
     data, mask = frame.encode(), os.urandom(4)
@@ -117,7 +121,7 @@ class Swarm:
             try:
                 ws = await connect(
                     self.url,
-                    origin=ORIGIN,
+                    origin=origin_for(self.url),
                     compression=None,
                     ping_interval=None,
                     open_timeout=60,

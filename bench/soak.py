@@ -25,9 +25,9 @@ import psutil
 from websockets.asyncio.client import connect
 
 from tests.support.redis_server import RedisServer, free_port, stop_process, wait_for_port
+from tests.support.wsclient import origin_for
 
 ROOT = Path(__file__).resolve().parent.parent
-ORIGIN = "http://127.0.0.1"
 MIB = 1024 * 1024
 
 
@@ -161,7 +161,11 @@ class Subscriber:
         """Connects and subscribes; the reply replaces the state."""
         try:
             self.socket = await connect(
-                self.url, origin=ORIGIN, compression=None, open_timeout=60, close_timeout=2
+                self.url,
+                origin=origin_for(self.url),
+                compression=None,
+                open_timeout=60,
+                close_timeout=2,
             )
             message = {"action": "subscribe", "request_id": 1, "stream": "metrics.week"}
             await self.socket.send(json.dumps({**message, "params": {"series": self.slug}}))

@@ -20,22 +20,22 @@ from django.core.asgi import get_asgi_application
 http_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import URLPattern  # noqa: E402
 
 from streaming.serve.middleware import PathRouter, SessionUserMiddleware  # noqa: E402
+from streaming.serve.origin import OriginValidator  # noqa: E402
 from streaming.serve.routing import websocket_urlpatterns  # noqa: E402
 
 
 def websocket_application(extra_patterns: list[URLPattern] | None = None) -> Any:
     """
-    Returns the WebSocket stack: an Origin allowed by ALLOWED_HOSTS, the session's user, then
+    Returns the WebSocket stack: the site's own Origin (serve/origin.py), the session's user, then
     /ws/stream/ and `extra_patterns` (literal path() routes; use channels' URLRouter for others).
     """
     patterns = [*websocket_urlpatterns, *(extra_patterns or [])]
     # Typed Any: channels' stubs want a Coroutine where these layers return an Awaitable.
     inner: Any = SessionUserMiddleware(PathRouter(patterns))
-    return AllowedHostsOriginValidator(inner)
+    return OriginValidator(inner)
 
 
 application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application()})

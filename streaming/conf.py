@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "RECHECK_SECONDS": 5.0,
     # Unsent bytes a socket may hold before it gets only the newest update per key.
     "SOCKET_BUFFER_BYTES": 64 * 1024,
+    # Unsent bytes past which a reply or a pong closes the socket instead (4008).
+    "MAX_UNSENT_BYTES": 1024 * 1024,
     # Seconds between the hub's channel-layer heartbeats; a lost one triggers a resync.
     "HEARTBEAT_SECONDS": 0.5,
     # Seconds between the `heartbeat` frames every socket gets (docs/protocol.md); a client

@@ -6,7 +6,6 @@ pushed by the process's hub (docs/protocol.md). Limits and close codes: docs/sec
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -20,7 +19,6 @@ from redis.exceptions import RedisError
 from rest_framework.exceptions import (
     APIException,
     NotFound,
-    PermissionDenied,
     Throttled,
     ValidationError,
 )
@@ -30,8 +28,9 @@ from streaming import protocol
 from streaming.conf import streaming_settings
 from streaming.publish import snapshot
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
-from streaming.serve import access
-from streaming.serve.daphne import release_upgrade_request, wire_for
+from streaming.serve import access, inbound
+from streaming.serve.bounds import BoundedSocket
+from streaming.serve.daphne import release_upgrade_request, resume_reading, wire_for
 from streaming.serve.hub import Hub, Member, get_hub
 from streaming.serve.keepalive import get_keepalive
 from streaming.serve.limits import (
@@ -49,14 +48,11 @@ logger = logging.getLogger("streaming.serve.consumer")
 FIELDS = frozenset({"action", "request_id", "stream", "params"})
 # Failures of the infrastructure (Redis), not of the request: the client should come back.
 UNAVAILABLE = (RedisError, OSError, TimeoutError)
+# A key the user may not see answers exactly like a key that does not exist (as REST's 404).
+HIDDEN = "Not found, or not visible to you."
 
 
-def _refuse_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON: echoing them back would break strict clients.
-    raise ValueError(f"{name} is not valid JSON.")
-
-
-class StreamConsumer(AsyncAPIConsumer):
+class StreamConsumer(BoundedSocket, AsyncAPIConsumer):
     """Subscribes sockets to stream keys; each reply carries a snapshot with its version."""
 
     permission_classes = (AllowAny,)
@@ -97,11 +93,17 @@ class StreamConsumer(AsyncAPIConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        self.wire = None
         try:
             while True:
-                await self.dispatch(await receive())
+                message = await receive()
+                if self.wire is not None:
+                    resume_reading(self.wire)
+                await self.dispatch(message)
         except StopConsumer:
             pass
+        finally:
+            self.release()
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Called when a WebSocket connection is opened."""
@@ -113,17 +115,19 @@ class StreamConsumer(AsyncAPIConsumer):
             streaming_settings.RATE_STRIKES,
         )
         self.closing = False
-        wire = wire_for(self)
-        if wire is not None:
-            release_upgrade_request(wire.transport)
+        self.bound(wire_for(self))
+        if self.wire is not None:
+            release_upgrade_request(self.wire.transport)
         await super().websocket_connect(message)
-        get_keepalive().add(self, self.base_send, wire)
+        get_keepalive().add(self, self.base_send, self.wire)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Called when the connection closes: leaves every subscribed key."""
         get_keepalive().discard(self)
         get_rechecker().forget(self)
-        for stream, key in list(getattr(self, "subscriptions", {})):
+        subscriptions = getattr(self, "subscriptions", {})
+        for stream, key in list(subscriptions):
+            del subscriptions[(stream, key)]
             await self.hub.leave(self, stream, key)
         await super().websocket_disconnect(message)
 
@@ -131,8 +135,9 @@ class StreamConsumer(AsyncAPIConsumer):
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
         """Called with each frame: rate-limited, size-capped; anything but an object is 400."""
-        if self.closing:
-            # Frames already queued behind the one that closed the socket get nothing.
+        if self.closing or (self.wire is not None and not self.wire.open):
+            # Frames already queued behind the one that closed the socket, or behind its
+            # disconnect, get nothing: no one reads the reply.
             return
         verdict = self.flood.check()
         if verdict != FloodGuard.ALLOW:
@@ -148,25 +153,28 @@ class StreamConsumer(AsyncAPIConsumer):
             await self.reply(action=None, errors=["Binary frames are not supported."], status=400)
             return
         try:
-            content = json.loads(text_data, parse_constant=_refuse_constant)
+            content = inbound.decode(text_data)
+        except inbound.NotJSON as exc:
+            await self.reply(action=None, errors=[f"Malformed JSON: {exc}"], status=400)
+            return
         except (ValueError, RecursionError):
             await self.reply(action=None, errors=["Malformed JSON."], status=400)
             return
         if not isinstance(content, dict):
             await self.reply(action=None, errors=["Expected a JSON object."], status=400)
             return
-        extra = sorted(set(content) - FIELDS)
-        if extra:
-            # Checked before DCRF spreads the message into keyword arguments.
-            name = content.get("action")
-            await self.reply(
-                action=name if isinstance(name, str) else None,
-                errors=[{field: ["Unexpected field."] for field in extra}],
-                status=400,
-                request_id=content.get("request_id"),
-            )
+        # Checked before DCRF spreads the message into keyword arguments.
+        refused = inbound.refusal(content, FIELDS)
+        if refused is not None:
+            name, error, request_id = refused
+            await self.reply(action=name, errors=[error], status=400, request_id=request_id)
             return
         await self.receive_json(content)
+
+    @classmethod
+    async def encode_json(cls, content: dict[str, Any]) -> str:
+        """Returns a frame's strict, compact JSON: NaN and Infinity are refused."""
+        return protocol.encode(content)
 
     async def _close(self, code: int) -> None:
         self.closing = True
@@ -200,7 +208,7 @@ class StreamConsumer(AsyncAPIConsumer):
         """Subscribes to a key and replies with its snapshot; updates follow, newer only."""
         stream, key = await self._resolve(content)
         if not await database_sync_to_async(self._may_subscribe)(stream, key):
-            raise PermissionDenied("You may not subscribe to this stream.")
+            raise NotFound(HIDDEN)
         self.forget_gone()
         if (stream.name, key) not in self.subscriptions and (
             len(self.subscriptions) >= streaming_settings.MAX_SUBSCRIPTIONS
@@ -229,9 +237,14 @@ class StreamConsumer(AsyncAPIConsumer):
     async def unsubscribe(
         self, request_id: Any, action: str, **content: Any
     ) -> tuple[dict[str, Any], int]:
-        """Stops updates of a key; unsubscribing from a key not subscribed is a no-op."""
+        """
+        Stops updates of a key; unsubscribing from a key not subscribed is a no-op. A key
+        the user may not see is 404, as for subscribe: its reply would reveal the key.
+        """
         stream, key = await self._resolve(content)
         await self._leave(stream.name, key)
+        if not await database_sync_to_async(self._may_subscribe)(stream, key):
+            raise NotFound(HIDDEN)
         return {"stream": stream.name, "key": key}, 200
 
     def _may_subscribe(self, stream: Stream, key: str) -> bool:
@@ -261,7 +274,7 @@ class StreamConsumer(AsyncAPIConsumer):
         """Returns the stream and key named by a subscribe/unsubscribe message."""
         extra = sorted(set(content) - {"stream", "params"})
         if extra:
-            raise ValidationError({name: ["Unexpected field."] for name in extra})
+            raise ValidationError(inbound.unexpected_fields(extra))
         name, params = content.get("stream"), content.get("params", {})
         if not isinstance(name, str):
             raise ValidationError({"stream": ["Must be a string."]})
@@ -273,5 +286,6 @@ class StreamConsumer(AsyncAPIConsumer):
         except InvalidParams as exc:
             raise ValidationError({"params": [str(exc)]}) from exc
         except StreamNotFound as exc:
-            raise NotFound(str(exc)) from exc
+            # Not the stream's own message: it must read as a key the user may not see.
+            raise NotFound(HIDDEN) from exc
         return stream, key

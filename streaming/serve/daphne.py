@@ -9,13 +9,19 @@ a socket with nothing queued gets them at once, without a trip through the react
 A socket whose transport holds more than STREAMING["SOCKET_BUFFER_BYTES"] unsent bytes (a
 client that stopped reading) gets nothing more until it drains: meanwhile the hub keeps
 only the newest update per key for it (latest-wins), so memory stays bounded whatever
-the update rate. daphne's own keepalive (ping every 20 s, 30 s to answer) drops a client
-that never reads again. Other servers (and test communicators) use the ASGI send.
+the update rate. Other servers (and test communicators) use the ASGI send.
+
+`police` makes each socket's pings count against its limits, its keepalive deaf to what
+the client sends (a client that never answers a ping is dropped, even one that keeps
+sending), and stops reading a socket while MAX_QUEUED_FRAMES of its frames wait for the
+consumer.
 """
 
 from __future__ import annotations
 
 import functools
+import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +29,9 @@ from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from twisted.web.http import HTTPChannel
 
 _OPEN = WebSocketProtocol.STATE_OPEN
+# Frames a socket may have waiting for its consumer before daphne stops reading it: daphne
+# queues every frame it reads, however long the consumer takes (a request waiting on Redis).
+MAX_QUEUED_FRAMES = 16
 # How many wrappers around daphne's send to look through (channels' session middleware
 # adds one).
 _MAX_WRAPPERS = 4
@@ -138,3 +147,67 @@ def frame_of(message: dict[str, Any]) -> PreparedMessage:
             message["text"].encode(), isBinary=False, applyMask=False, doNotCompress=True
         )
     return frame
+
+
+def police(wire: Wire, admit: Callable[[], bool] | None) -> None:
+    """
+    Makes a daphne socket answer a ping only when `admit()` returns True, and ping its
+    client every --ping-interval seconds whatever the client sends, so one that does not
+    answer within --ping-timeout is dropped. `admit` None undoes it (the consumer ended).
+
+    autobahn answers every ping itself, straight into the transport: a client sending pings
+    without reading grew the server by the pongs. daphne pings only a socket idle for
+    --ping-interval, and autobahn takes any data frame for a pong: a client that sends now
+    and then was never dropped.
+    """
+    protocol = wire.protocol
+    if admit is None:
+        # Breaks the protocol -> consumer -> protocol cycle the hooks made.
+        for name in ("onPing", "onMessage", "check_timeouts", "streaming_admit"):
+            protocol.__dict__.pop(name, None)
+        resume_reading(wire)
+        return
+    protocol.streaming_admit = admit
+    protocol.streaming_pinged_at = time.time()
+    protocol.streaming_paused = False
+    protocol.onPing = types.MethodType(_on_ping, protocol)
+    protocol.onMessage = types.MethodType(_on_message, protocol)
+    protocol.check_timeouts = types.MethodType(_check_timeouts, protocol)
+    # Data frames must not stand in for a pong: a client that never reads may still send.
+    protocol.autoPingRestartOnAnyTraffic = False
+
+
+def _on_ping(protocol: Any, payload: bytes) -> None:
+    if protocol.state == _OPEN and protocol.streaming_admit():
+        protocol.sendPong(payload)
+
+
+def _on_message(protocol: Any, payload: bytes, is_binary: bool) -> None:
+    type(protocol).onMessage(protocol, payload, is_binary)
+    queue = getattr(protocol, "application_queue", None)
+    if queue is not None and queue.qsize() >= MAX_QUEUED_FRAMES and not protocol.streaming_paused:
+        # What the client sends meanwhile waits in the kernel's buffers, then in its own.
+        protocol.streaming_paused = True
+        protocol.transport.pauseProducing()
+
+
+def resume_reading(wire: Wire) -> None:
+    """Called as the consumer takes a message: reads the socket again once it caught up."""
+    protocol = wire.protocol
+    if not protocol.__dict__.get("streaming_paused"):
+        return
+    queue = getattr(protocol, "application_queue", None)
+    if queue is None or queue.qsize() <= MAX_QUEUED_FRAMES // 2:
+        protocol.streaming_paused = False
+        protocol.transport.resumeProducing()
+
+
+def _check_timeouts(protocol: Any) -> None:
+    # daphne's own check (connect and socket timeouts, keepalive), run on a ping clock
+    # that only this socket's pings reset: daphne resets `last_ping` on every message.
+    pending = protocol.autoPingPending is not None
+    # While a ping waits for its pong, autobahn's --ping-timeout call is armed: no other.
+    protocol.last_ping = time.time() if pending else protocol.streaming_pinged_at
+    type(protocol).check_timeouts(protocol)
+    if not pending:
+        protocol.streaming_pinged_at = protocol.last_ping

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+# The socket held more than STREAMING["MAX_UNSENT_BYTES"] unsent: its client stopped reading.
+CLOSE_NOT_READING = 4008
 # The frame was larger than STREAMING["MAX_MESSAGE_BYTES"].
 CLOSE_TOO_LARGE = 4009
 # The connection kept sending faster than its rate after RATE_STRIKES refusals.

@@ -100,7 +100,7 @@ async def test_private_series_hidden_from_anonymous(page: Page, cpu: Series):
                 "metrics.week", {series: "revenue"},
                 {onUpdate: () => resolve("update"), onError: status => resolve(status)}))"""
         )
-        assert refused == 403
+        assert refused == 404
     html = await page.content()
     for leak in ("revenue", "Secret", "EUR", "987654", "123456"):
         assert leak not in html

@@ -235,12 +235,17 @@ async def test_frames_that_are_not_json_objects_get_400_with_action_null(socket,
     assert (await ask(socket, subscribe()))["response_status"] == 200
 
 
-async def test_private_series_is_403_for_anonymous(socket, cpu):
-    """Tests that an anonymous socket may not subscribe to a private series, and gets no data."""
+async def test_private_series_is_404_for_anonymous_like_an_unknown_one(socket, cpu):
+    """
+    Tests that an anonymous socket may neither subscribe to nor unsubscribe from a private
+    series, gets no data, and is answered exactly as for a series that does not exist.
+    """
     await database_sync_to_async(Series.objects.create)(slug="revenue", name="R", is_public=False)
-    reply = await ask(socket, subscribe(series="revenue"))
-    assert reply["response_status"] == 403
-    assert reply["data"] is None
+    for action in ("subscribe", "unsubscribe"):
+        private = await ask(socket, {**subscribe(series="revenue"), "action": action})
+        unknown = await ask(socket, {**subscribe(series="no-such"), "action": action})
+        assert private == unknown, (private, unknown)
+        assert (private["response_status"], private["data"]) == (404, None)
     assert await socket.receive_nothing(timeout=0.1)
 
 

@@ -124,11 +124,14 @@ async def test_bulk_update_of_notes_reaches_subscribers(use_redis):
 
 
 async def test_private_board_needs_the_view_permission(use_redis):
-    """Tests that a private board refuses anonymous sockets (403) but not permitted users."""
+    """
+    Tests that a private board refuses anonymous sockets (404, as if it did not exist) but
+    not permitted users.
+    """
     await Board.objects.acreate(slug="secret", title="Secret", is_public=False)
     anonymous = await connect()
     reply = await subscribe(anonymous, "secret")
-    assert reply["response_status"] == 403
+    assert reply["response_status"] == 404
     assert reply["data"] is None
     await anonymous.disconnect()
 

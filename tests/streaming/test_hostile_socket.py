@@ -18,7 +18,7 @@ from streaming.protocol import group_name
 from streaming.serve.hub import get_hub
 from streaming.serve.limits import CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE
 from tests.support.consumer import ConsumerSocket
-from tests.support.wsclient import ORIGIN, StreamSubscriber
+from tests.support.wsclient import StreamSubscriber, origin_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -212,13 +212,15 @@ async def test_hostile_clients_leave_the_server_and_other_clients_working(series
         assert daphne.process.poll() is None
 
     async def closed_with(frames: list[str | bytes]) -> int:
-        async with websockets.connect(daphne.ws_url, origin=ORIGIN, max_size=None) as ws:
+        async with websockets.connect(
+            daphne.ws_url, origin=origin_for(daphne.ws_url), max_size=None
+        ) as ws:
             with pytest.raises(websockets.ConnectionClosed):
                 await asyncio.wait_for(send_then_drain(ws, frames), 10)
             return ws.close_code
 
     garbage = ["{", b"\x00", "[]", '{"action": 1}', '{"action": "subscribe", "params": 1}']
-    async with websockets.connect(daphne.ws_url, origin=ORIGIN) as ws:
+    async with websockets.connect(daphne.ws_url, origin=origin_for(daphne.ws_url)) as ws:
         for frame in garbage:
             await ws.send(frame)
             assert json.loads(await ws.recv())["response_status"] == 400

@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 
 from tests.exampleapp.models import Board, Note
 from tests.support.processes import run_script
-from tests.support.wsclient import ORIGIN, StreamSubscriber
+from tests.support.wsclient import StreamSubscriber
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -50,7 +50,7 @@ class StalledClient:
                 f"GET /ws/stream/ HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Origin: {ORIGIN}\r\n\r\n"
+                f"Origin: http://127.0.0.1:{self.port}\r\n\r\n"
             ).encode()
         )
         head = await self.reader.readuntil(b"\r\n\r\n")

@@ -40,8 +40,16 @@ def process_env(redis_url: str | None, **extra: str) -> dict[str, str]:
 class DaphneServer:
     """A daphne process serving settings.asgi on a free port of 127.0.0.1."""
 
-    def __init__(self, redis_url: str | None, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self,
+        redis_url: str | None,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+        **env: str,
+    ) -> None:
         self.port = port or free_port()
+        # Extra daphne options, e.g. ("--ping-interval", "1").
+        self.args = args
         self.env = process_env(redis_url, **env)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -57,7 +65,7 @@ class DaphneServer:
 
     def start(self) -> DaphneServer:
         """Starts daphne and waits until it accepts connections."""
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args]
         self.process = subprocess.Popen(
             [*args, "settings.asgi:application"], cwd=ROOT, env=self.env
         )

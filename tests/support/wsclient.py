@@ -9,7 +9,11 @@ from typing import Any
 
 import websockets
 
-ORIGIN = "http://127.0.0.1"
+
+def origin_for(url: str) -> str:
+    """Returns the Origin a page served by the server at ws `url` sends: the same host and port."""
+    scheme, rest = url.split("://", 1)
+    return f"{'https' if scheme == 'wss' else 'http'}://{rest.split('/', 1)[0]}"
 
 
 class KeyState:
@@ -45,9 +49,9 @@ class StreamSubscriber(KeyState):
         self._reader: asyncio.Task[None] | None = None
 
     async def connect(self) -> StreamSubscriber:
-        """Opens the socket (with an Origin header, as AllowedHostsOriginValidator wants)."""
+        """Opens the socket (with the server's own Origin, as OriginValidator wants)."""
         self.socket = await websockets.connect(
-            self.url, origin=ORIGIN, additional_headers=self.headers, open_timeout=10
+            self.url, origin=origin_for(self.url), additional_headers=self.headers, open_timeout=10
         )
         self._reader = asyncio.get_running_loop().create_task(self._read())
         return self
