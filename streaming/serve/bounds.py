@@ -13,8 +13,8 @@ from typing import Any
 from streaming.conf import streaming_settings
 from streaming.serve.daphne import Wire, police
 from streaming.serve.hub import Hub, Member
-from streaming.serve.limits import CLOSE_NOT_READING, CLOSE_RATE_LIMITED, FloodGuard
 from streaming.serve.keepalive import get_keepalive
+from streaming.serve.limits import CLOSE_NOT_READING, CLOSE_RATE_LIMITED, FloodGuard
 from streaming.serve.rechecks import get_rechecker
 
 logger = logging.getLogger("streaming.serve.consumer")
