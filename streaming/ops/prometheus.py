@@ -71,6 +71,18 @@ METRICS = [
         "Keys whose re-read from the database failed on this server (retried with backoff).",
     ),
     (
+        "fast_path_sockets",
+        "streaming_fast_path_sockets_total",
+        "counter",
+        "Sockets served by daphne's fast path (frames written to the transport, flow-controlled).",
+    ),
+    (
+        "fast_path_misses",
+        "streaming_fast_path_misses_total",
+        "counter",
+        "Sockets under daphne the fast path could not attach to: served without backpressure.",
+    ),
+    (
         "last_latency_seconds",
         "streaming_last_commit_to_send_seconds",
         "gauge",

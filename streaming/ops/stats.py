@@ -19,6 +19,9 @@ class Stats:
         # The relay: changes read from the database's log, and failed reads ("*": no stream).
         self.relay_changes: Counter[str] = Counter()
         self.relay_failures: Counter[str] = Counter()
+        # Sockets the daphne fast path attached to, and those it could not (stream "*").
+        self.fast_path_sockets: Counter[str] = Counter()
+        self.fast_path_misses: Counter[str] = Counter()
         # Keys whose re-read from the database failed (retried with backoff).
         self.repair_failures: Counter[str] = Counter()
         self.last_latency_seconds: dict[str, float] = {}
@@ -45,6 +48,8 @@ class Stats:
                 "relay_changes": dict(self.relay_changes),
                 "relay_failures": dict(self.relay_failures),
                 "repair_failures": dict(self.repair_failures),
+                "fast_path_misses": dict(self.fast_path_misses),
+                "fast_path_sockets": dict(self.fast_path_sockets),
                 "last_latency_seconds": dict(self.last_latency_seconds),
             }
 

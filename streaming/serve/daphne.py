@@ -20,15 +20,25 @@ consumer.
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 import time
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
-from twisted.web.http import HTTPChannel
+from streaming.ops.stats import stats
 
-_OPEN = WebSocketProtocol.STATE_OPEN
+if TYPE_CHECKING:
+    from autobahn.websocket.protocol import PreparedMessage
+
+logger = logging.getLogger("streaming.serve.daphne")
+
+# autobahn's WebSocketProtocol.STATE_OPEN, named here so that importing this module loads
+# neither autobahn nor Twisted (the app also runs under uvicorn); a canary test checks it.
+_OPEN = 3
+# Whether the fallback to the ASGI send was reported already (once per process).
+_reported: set[str] = set()
 # Frames a socket may have waiting for its consumer before daphne stops reading it: daphne
 # queues every frame it reads, however long the consumer takes (a request waiting on Redis).
 MAX_QUEUED_FRAMES = 16
@@ -93,7 +103,39 @@ class Wire:
 
 def wire_for(owner: object) -> Wire | None:
     """
-    Returns the daphne connection behind a consumer, or None under other servers.
+    Returns the daphne connection behind a consumer, or None under other servers; under
+    daphne, a socket the fast path cannot attach to is logged (once) and counted.
+    """
+    wire, daphne = _find(owner)
+    if wire is not None:
+        stats.add("fast_path_sockets", "*")
+    elif daphne:
+        stats.add("fast_path_misses", "*")
+        _report_once(
+            "miss",
+            logging.WARNING,
+            "streaming: the daphne fast path could not attach to a socket (daphne, Twisted "
+            "or autobahn changed?); it is served through the ASGI send, without backpressure",
+        )
+    elif wire is None:
+        _report_once(
+            "other",
+            logging.INFO,
+            "streaming: not under daphne: sockets are served through the ASGI send",
+        )
+    return wire
+
+
+def _report_once(kind: str, level: int, message: str) -> None:
+    if kind not in _reported:
+        _reported.add(kind)
+        logger.log(level, message)
+
+
+def _find(owner: object) -> tuple[Wire | None, bool]:
+    """
+    Returns the daphne connection behind a consumer, if there is one, and whether its send
+    came from daphne at all.
 
     daphne hands each application `functools.partial(server.handle_reply, protocol)` as
     its ASGI send; channels' session middleware wraps it (`real_send`).
@@ -101,17 +143,24 @@ def wire_for(owner: object) -> Wire | None:
     send: Callable[..., Any] | None = getattr(owner, "base_send", None)
     for _ in range(_MAX_WRAPPERS):
         if send is None:
-            return None
+            return None, False
         if isinstance(send, functools.partial):
-            protocol = send.args[0] if send.args else None
-            if isinstance(protocol, WebSocketProtocol) and hasattr(protocol, "transport"):
+            daphne = type(getattr(send.func, "__self__", None)).__module__ == "daphne.server"
+            protocol: Any = send.args[0] if send.args else None
+            if _is_websocket_protocol(protocol) and hasattr(protocol, "transport"):
                 transport = protocol.transport
                 needed = ("dataBuffer", "offset", "_tempDataLen", "writeSomeData", "disconnecting")
                 if all(hasattr(transport, a) for a in needed):
-                    return Wire(protocol)
-            return None
+                    return Wire(protocol), True
+            return None, daphne
         send = getattr(getattr(send, "__self__", None), "real_send", None)
-    return None
+    return None, False
+
+
+def _is_websocket_protocol(value: object) -> bool:
+    # Not loaded, not in use: no import (and no Twisted) for servers other than daphne.
+    module = sys.modules.get("autobahn.websocket.protocol")
+    return module is not None and isinstance(value, module.WebSocketProtocol)
 
 
 def release_upgrade_request(transport: Any) -> bool:
@@ -124,6 +173,8 @@ def release_upgrade_request(transport: Any) -> bool:
     on a request producer (there is none) and on reading only between requests (this one
     never ends). Unregistering it changes nothing else.
     """
+    from twisted.web.http import HTTPChannel
+
     producer = getattr(transport, "producer", None)
     if not (
         isinstance(producer, HTTPChannel)
@@ -142,6 +193,8 @@ def frame_of(message: dict[str, Any]) -> PreparedMessage:
     """Returns the update's WebSocket frame, built once per message and kept on it."""
     frame = message.get("_frame")
     if frame is None:
+        from autobahn.websocket.protocol import PreparedMessage
+
         # doNotCompress: the same bytes are valid on every connection, compressed or not.
         frame = message["_frame"] = PreparedMessage(
             message["text"].encode(), isBinary=False, applyMask=False, doNotCompress=True

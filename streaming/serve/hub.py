@@ -25,7 +25,7 @@ from streaming.ops.stats import stats
 from streaming.publish import snapshot
 from streaming.publish.publisher import publisher, serve_locally
 from streaming.registry import AllKeys, StreamNotFound, get_stream
-from streaming.serve.daphne import Wire, frame_of, wire_for
+from streaming.serve.daphne import Wire, frame_of
 from streaming.serve.heartbeat import Heartbeat
 from streaming.serve.relay import Changes, Relay
 
@@ -119,7 +119,8 @@ class Hub:
         members = self.groups[group]
         member = members.get(owner)
         if member is None:
-            member = members[owner] = Member(send, wire_for(owner))
+            # The consumer found its daphne connection once, at connect (None elsewhere).
+            member = members[owner] = Member(send, getattr(owner, "wire", None))
             stats.add("subscribers", stream)
         member.ready = False
         return member
@@ -172,7 +173,6 @@ class Hub:
             len(members),
         )
         limit = streaming_settings.SOCKET_BUFFER_BYTES
-        frame = frame_of(message)
         skipped = set()
         for owner, member in list(members.items()):
             if version <= member.version:
@@ -183,7 +183,8 @@ class Hub:
                 self._hold(member, message)
                 continue
             if wire is not None:
-                if wire.offer(frame, limit):
+                # frame_of builds the frame once per message (only daphne's sockets need it).
+                if wire.offer(frame_of(message), limit):
                     member.version = version
                 else:
                     self._hold(member, message)

@@ -13,11 +13,9 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from autobahn.websocket.protocol import PreparedMessage
-
 from streaming import protocol
 from streaming.conf import streaming_settings
-from streaming.serve.daphne import Wire
+from streaming.serve.daphne import Wire, frame_of
 
 logger = logging.getLogger("streaming.serve.keepalive")
 
@@ -69,7 +67,8 @@ class Keepalive:
     async def beat(self, interval: float) -> None:
         """Sends the heartbeat frame once to every socket."""
         text = heartbeat_text(interval)
-        frame: PreparedMessage | None = None
+        # frame_of frames it once (autobahn, loaded by daphne only) for every daphne socket.
+        framed: dict[str, Any] = {"text": text}
         limit = streaming_settings.SOCKET_BUFFER_BYTES
         others: list[Send] = []
         for count, target in enumerate(list(self.sockets.values()), 1):
@@ -78,13 +77,9 @@ class Keepalive:
                 continue
             if count % BATCH == 0:
                 await asyncio.sleep(0)
-            if frame is None:
-                frame = PreparedMessage(
-                    text.encode(), isBinary=False, applyMask=False, doNotCompress=True
-                )
             # A socket over its buffer limit is not reading: a heartbeat queued behind its
             # backlog would prove nothing, so it gets none (offer() declines).
-            target.offer(frame, limit)
+            target.offer(frame_of(framed), limit)
         message = {"type": "websocket.send", "text": text}
         for send in others:
             try:

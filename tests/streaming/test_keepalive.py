@@ -14,7 +14,7 @@ import websockets
 from streaming.serve.keepalive import get_keepalive
 from tests.support.consumer import ConsumerSocket
 from tests.support.processes import DaphneServer
-from tests.support.wsclient import ORIGIN
+from tests.support.wsclient import origin_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,7 +65,7 @@ async def test_daphne_socket_gets_heartbeats(transactional_db):
     """Tests that a socket of a real daphne server receives the heartbeat frame."""
     server = await asyncio.to_thread(DaphneServer(None, STREAMING_KEEPALIVE_SECONDS="0.3").start)
     try:
-        async with websockets.connect(server.ws_url, origin=ORIGIN) as socket:
+        async with websockets.connect(server.ws_url, origin=origin_for(server.ws_url)) as socket:
             for _ in range(2):
                 frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
                 assert frame == {"action": "heartbeat", "interval": 0.3}

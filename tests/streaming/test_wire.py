@@ -72,3 +72,45 @@ def test_a_transport_without_a_producer_is_left_alone():
     transport.registerProducer(other, True)
     assert not release_upgrade_request(transport)
     assert transport.producer is other
+
+
+def test_the_open_state_named_in_daphne_py_is_autobahns():
+    """Tests the canary for a constant daphne.py names to avoid importing autobahn."""
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    from streaming.serve import daphne
+
+    assert daphne._OPEN == WebSocketProtocol.STATE_OPEN
+
+
+def test_the_app_imports_and_serves_asgi_without_twisted_or_autobahn():
+    """
+    Tests that streaming's ASGI application imports in a process where Twisted, autobahn
+    and daphne cannot be imported at all, as under uvicorn without the daphne extra.
+    """
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT, process_env
+
+    code = (
+        "import sys\n"
+        "for name in ('twisted', 'autobahn', 'daphne'):\n"
+        "    sys.modules[name] = None\n"
+        "import importlib, os, types\n"
+        "base = importlib.import_module('settings.test')\n"
+        "mod = types.ModuleType('nodaphne')\n"
+        "mod.__dict__.update({k: v for k, v in vars(base).items() if k.isupper()})\n"
+        "mod.INSTALLED_APPS = [a for a in base.INSTALLED_APPS if a != 'daphne']\n"
+        "sys.modules['nodaphne'] = mod\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'nodaphne'\n"
+        "from streaming.asgi import application\n"
+        "import streaming.serve.consumer, streaming.serve.hub, streaming.serve.keepalive\n"
+        "print('ok', callable(application))\n"
+    )
+    env = process_env(None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok True"
