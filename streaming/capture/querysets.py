@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import nullcontext
 from functools import partial, reduce
 from operator import or_
 from types import SimpleNamespace
@@ -42,8 +43,8 @@ class StreamingQuerySet(models.QuerySet):
         self._for_write = True
         meta = self.model._meta
         moves = _attnames(meta, kwargs) & set(fields)
+        before = self._key_rows(fields)
         with transaction.atomic(using=self.db, savepoint=False):
-            before = self._key_rows(fields)
             count = models.QuerySet.update(self, **kwargs)
             # Read back rather than guess: values may be expressions, strings, naive times.
             after = self._rows_by_pk(_pks(before, meta), fields) if moves and before else []
@@ -65,8 +66,8 @@ class StreamingQuerySet(models.QuerySet):
         chained.query.select_related = False
         chained.query.clear_ordering(force=True)
         using = chained.db
+        before = chained._key_rows(fields)
         with transaction.atomic(using=using, savepoint=False):
-            before = chained._key_rows(fields)
             collector = _KeysReadCollector(using=using, origin=self, keys_read=self.model)
             collector.collect(chained)
             deleted = collector.delete()
@@ -139,9 +140,13 @@ class StreamingQuerySet(models.QuerySet):
         """
         rows = self.order_by().values(self.model._meta.pk.attname, *fields)
         rows.query.select_for_update = False
+        connection = connections[self.db]
+        # PostgreSQL refuses every later query of a transaction whose query failed: inside
+        # the caller's transaction the read runs in a savepoint. Outside one, or on other
+        # databases, a failed read leaves nothing to undo.
+        aborts = connection.vendor == "postgresql" and connection.in_atomic_block
         try:
-            # A savepoint: a failed read must not abort the caller's transaction.
-            with transaction.atomic(using=self.db):
+            with transaction.atomic(using=self.db) if aborts else nullcontext():
                 return list(rows)
         except DatabaseError:
             logger.warning(
