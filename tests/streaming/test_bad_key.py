@@ -117,13 +117,13 @@ def pushed_versions(client: StreamSubscriber, series: Series) -> list[int]:
     ]
 
 
-async def test_a_bad_key_does_not_hold_back_the_keys_of_its_transaction(daphne, use_redis):
+async def test_a_bad_key_does_not_hold_back_the_keys_of_its_transaction(daphne, use_redis, caplog):
     """
     Tests that when one transaction makes a key bad (written first) and changes two others,
     every subscriber of the others gets them while the bad key is still bad; the bad key's
     failures show at /metrics/ (the writer's send_failures, the server's repair_failures),
-    the server retries it with backoff (a few tries in seconds, not a hot loop), and once
-    the huge values are deleted its subscribers converge on it too.
+    the writer logs it, the server retries it with backoff (a few tries in seconds, not a
+    hot loop), and once the huge values are deleted its subscribers converge on it too.
     """
     bad, good, other = await sync_to_async(make_series)("bad", "good", "other")
     token = await sync_to_async(staff_token)()
@@ -144,6 +144,8 @@ async def test_a_bad_key_does_not_hold_back_the_keys_of_its_transaction(daphne, 
 
     writer = await sync_to_async(scrape_here)(token)
     assert counter(writer, "streaming_send_failures_total") > sent_failures
+    bad_key = repr(week_key(bad.pk, W48))
+    assert any(bad_key in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     server_failures = 0.0
     async with asyncio.timeout(15):
         while server_failures < 3:
