@@ -1,27 +1,32 @@
 """
-A QuerySet whose bulk writes broadcast too. Django sends no per-object signals for
+A QuerySet whose bulk writes broadcast at once too. Django sends no per-object signals for
 update(), bulk_create() and bulk_update(), and one per row for delete(); these overrides
 schedule every affected key, old and new, once, with a constant number of extra queries.
 
-On databases with row locks the rows are locked while their keys are read, and the write
-is limited to the rows read: a row another transaction moves or adds meanwhile cannot
-change keys nobody broadcasts. SQLite runs one writer at a time, which does the same.
+This is the fast path only: the database's triggers capture every committed write and each
+server's relay delivers it (streaming/capture/triggers.py). So rows are read without locks
+and the write runs exactly as Django's own: a row another transaction moves meanwhile, or a
+read Django's SQL allows but a plain SELECT does not, costs latency, never a failed write.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import nullcontext
 from functools import partial, reduce
 from operator import or_
 from types import SimpleNamespace
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connections, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models.deletion import Collector
 
-from streaming.capture.signals import lock_arguments, others_listen_to_deletes, schedule_objects
+from streaming.capture.signals import others_listen_to_deletes, schedule_objects
 from streaming.registry import key_fields
+
+logger = logging.getLogger("streaming.capture.querysets")
 
 Row = dict[str, Any]
 
@@ -38,11 +43,11 @@ class StreamingQuerySet(models.QuerySet):
         self._for_write = True
         meta = self.model._meta
         moves = _attnames(meta, kwargs) & set(fields)
+        before = self._key_rows(fields)
         with transaction.atomic(using=self.db, savepoint=False):
-            before = self._locked_rows(fields)
-            count = models.QuerySet.update(self._limited_to(before), **kwargs)
+            count = models.QuerySet.update(self, **kwargs)
             # Read back rather than guess: values may be expressions, strings, naive times.
-            after = self._rows_by_pk(_pks(before, meta), fields) if moves else []
+            after = self._rows_by_pk(_pks(before, meta), fields) if moves and before else []
             schedule_objects(self.model, _rows(before + after, fields), self.db)
         return count
 
@@ -61,10 +66,10 @@ class StreamingQuerySet(models.QuerySet):
         chained.query.select_related = False
         chained.query.clear_ordering(force=True)
         using = chained.db
+        before = chained._key_rows(fields)
         with transaction.atomic(using=using, savepoint=False):
-            before = chained._locked_rows(fields)
             collector = _KeysReadCollector(using=using, origin=self, keys_read=self.model)
-            collector.collect(chained._limited_to(before))
+            collector.collect(chained)
             deleted = collector.delete()
             schedule_objects(self.model, _rows(before, fields), using)
         self._result_cache = None
@@ -95,7 +100,7 @@ class StreamingQuerySet(models.QuerySet):
         self._for_write = True
         match = self._match_fields(unique_fields) if update_conflicts else []
         with transaction.atomic(using=self.db, savepoint=False):
-            before = self._rows_matching(objs, match, fields, lock=True) if match else []
+            before = self._rows_matching(objs, match, fields) if match else []
             created = create(objs)
             after = self._rows_matching(objs, match, fields) if match else []
             schedule_objects(self.model, [*created, *_rows(before + after, fields)], self.db)
@@ -113,7 +118,7 @@ class StreamingQuerySet(models.QuerySet):
         pks = [obj.pk for obj in objs]
         with transaction.atomic(using=self.db, savepoint=False):
             # The rows' keys, not the objects': an object may hold a stale position.
-            before = self._rows_by_pk(pks, watched, lock=True)
+            before = self._rows_by_pk(pks, watched)
             # Django's bulk_update() calls update(), which must not read the keys again.
             count = models.QuerySet.bulk_update(self._plain(), objs, fields, batch_size)
             moves = _attnames(self.model._meta, fields) & set(watched)
@@ -128,44 +133,46 @@ class StreamingQuerySet(models.QuerySet):
         plain._for_write = self._for_write
         return plain
 
-    def _locked_rows(self, fields: Sequence[str]) -> list[Row]:
-        """Returns the pk and key fields of the matching rows, locked where possible."""
+    def _key_rows(self, fields: Sequence[str]) -> list[Row]:
+        """
+        Returns the pk and key fields of the matching rows, without locking them. A shape
+        a plain SELECT refuses reads nothing (the relay delivers): it never fails the write.
+        """
         rows = self.order_by().values(self.model._meta.pk.attname, *fields)
-        lock = lock_arguments(self.db)
-        if lock is not None:
-            rows = rows.select_for_update(**lock)
-        return list(rows)
+        rows.query.select_for_update = False
+        connection = connections[self.db]
+        # PostgreSQL refuses every later query of a transaction whose query failed: inside
+        # the caller's transaction the read runs in a savepoint. Outside one, or on other
+        # databases, a failed read leaves nothing to undo.
+        aborts = connection.vendor == "postgresql" and connection.in_atomic_block
+        try:
+            with transaction.atomic(using=self.db) if aborts else nullcontext():
+                return list(rows)
+        except DatabaseError:
+            logger.warning(
+                "streaming: cannot read the keys of a bulk write to %s; the relay delivers it",
+                self.model._meta.label,
+                exc_info=True,
+            )
+            return []
 
-    def _limited_to(self, rows: list[Row]) -> models.QuerySet:
-        """Returns this QuerySet limited to `rows` where others could add rows meanwhile."""
-        if lock_arguments(self.db) is None:
-            return self
-        return self.filter(pk__in=_pks(rows, self.model._meta))
-
-    def _rows_by_pk(
-        self, pks: Sequence[Any], fields: Sequence[str], lock: bool = False
-    ) -> list[Row]:
+    def _rows_by_pk(self, pks: Sequence[Any], fields: Sequence[str]) -> list[Row]:
         """Returns the rows with these pks (a query per max_query_params of them)."""
-        return self._read([models.Q(pk__in=chunk) for chunk in self._chunks(pks, 1)], fields, lock)
+        return self._read([models.Q(pk__in=chunk) for chunk in self._chunks(pks, 1)], fields)
 
-    def _rows_matching(
-        self, objs: list[Any], match: list[str], fields: Sequence[str], lock: bool = False
-    ) -> list[Row]:
+    def _rows_matching(self, objs: list[Any], match: list[str], fields: Sequence[str]) -> list[Row]:
         """Returns the rows whose `match` fields equal an object's (its upsert target)."""
         conditions = [
             reduce(or_, (models.Q(**{f: getattr(obj, f) for f in match}) for obj in chunk))
             for chunk in self._chunks(objs, len(match))
         ]
-        return self._read(conditions, fields, lock)
+        return self._read(conditions, fields)
 
-    def _read(self, conditions: list[models.Q], fields: Sequence[str], lock: bool) -> list[Row]:
+    def _read(self, conditions: list[models.Q], fields: Sequence[str]) -> list[Row]:
         manager = self.model._base_manager.db_manager(self.db)
-        arguments = lock_arguments(self.db) if lock else None
         rows: list[Row] = []
         for condition in conditions:
             query = manager.filter(condition).order_by()
-            if arguments is not None:
-                query = query.select_for_update(**arguments)
             rows += query.values(self.model._meta.pk.attname, *fields)
         return rows
 

@@ -127,14 +127,6 @@ def others_listen_to_deletes(model: type[models.Model]) -> bool:
     return False
 
 
-def lock_arguments(using: str) -> dict[str, Any] | None:
-    """Returns select_for_update() arguments for `using`, or None if it cannot lock rows."""
-    connection = connections[using]
-    if not connection.features.has_select_for_update:
-        return None
-    return _lock_self_only(connection)
-
-
 def schedule_objects(model: type[models.Model], objs: Iterable[Any], using: str) -> None:
     """Schedules the keys of each object (instances or rows with the key fields)."""
     for stream, source in registry.sources_for(model):

@@ -72,12 +72,32 @@ def read_each(
     Returns what read() does, keyed by key; a key whose payload raises holds the exception
     instead, so one bad key cannot fail the others (it is logged here).
     """
-    out: dict[str, T | Exception] = {}
-    with snapshot(using) as version:
-        for key in keys:
-            try:
-                out[key] = payload(key, using)
-            except Exception as exc:
-                logger.exception("streaming: payload of key %r failed", key)
-                out[key] = exc
-    return version, out
+    failed: dict[str, Exception] = {}
+    while True:
+        out: dict[str, T | Exception] = {}
+        with snapshot(using) as version:
+            connection = connections[alias_for(using)]
+            for key in keys:
+                if key in failed:
+                    continue
+                try:
+                    out[key] = payload(key, using)
+                except Exception as exc:
+                    logger.exception("streaming: payload of key %r failed", key)
+                    failed[key] = exc
+                    if _aborted(connection):
+                        # PostgreSQL refuses every later query of this snapshot: the
+                        # others are read again in a fresh one, without the bad keys.
+                        break
+            else:
+                return version, {key: out[key] if key in out else failed[key] for key in keys}
+
+
+def _aborted(connection: Any) -> bool:
+    """Returns whether the connection's transaction failed and now refuses queries."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        # A caller's own transaction cannot be started again: read on as before.
+        return False
+    from psycopg import pq
+
+    return bool(connection.connection.info.transaction_status == pq.TransactionStatus.INERROR)

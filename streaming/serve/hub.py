@@ -327,15 +327,17 @@ class Hub:
                 self._retry_later(group, needed)
                 stats.add("repair_failures", stream)
                 continue
-            self._failures.pop(group, None)
             payload = results[key]
             assert not isinstance(payload, Exception)
             try:
                 message = protocol.update_message(stream, key, version, payload)
             except Exception:
+                # A payload JSON refuses (say inf) fails like a read: counted, backed off.
                 logger.exception("streaming: cannot encode %s key %r", stream, key)
                 self._retry_later(group, needed)
+                stats.add("repair_failures", stream)
                 continue
+            self._failures.pop(group, None)
             await self.fanout(message)
 
     def _retry_later(self, group: str, needed: int) -> None:
