@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-sqlite test-postgres lint fmt bench stress soak storm clean
+.PHONY: help venv run test test-sqlite test-uvicorn test-postgres lint fmt bench stress soak storm clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,10 +27,18 @@ run: venv ## Set up (migrate; with DEBUG: seed, demo admin; Redis if installed) 
 # ensure-services first, before the venv: it installs python3-venv too, and it exports the
 # DATABASE_URL of the PostgreSQL run to everything after it.
 test: ## Install what is missing (chromium, redis-server, PostgreSQL), lint, then the suite on SQLite and PostgreSQL
-	@PYTHON=$(PYTHON) ./scripts/ensure-services $(MAKE) --no-print-directory lint test-sqlite test-postgres
+	@PYTHON=$(PYTHON) ./scripts/ensure-services $(MAKE) --no-print-directory lint test-sqlite test-uvicorn test-postgres
 
 test-sqlite: venv ## The suite on SQLite, installing nothing
 	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+# The protocol and write-path tests again, with their servers run by uvicorn.
+UVICORN_TESTS := $(addprefix tests/streaming/,test_write_paths.py test_capture.py \
+	test_hostile_socket.py test_access.py test_generic_app.py test_reconnect.py \
+	test_multi_server.py test_origin.py test_end_to_end_smoke.py test_faults.py)
+
+test-uvicorn: venv ## The protocol and write-path tests under uvicorn (SQLite)
+	env -u DATABASE_URL TEST_ASGI_SERVER=uvicorn $(PY) -m pytest $(UVICORN_TESTS)
 
 test-postgres: venv ## The suite on PostgreSQL (DATABASE_URL, else 127.0.0.1:5432), installing nothing
 	@./scripts/with-postgres $(PY) -m pytest $(PYTEST_ARGS)

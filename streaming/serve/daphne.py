@@ -61,6 +61,11 @@ class Wire:
         """Returns whether the socket still takes data messages."""
         return self.protocol.state == _OPEN
 
+    @staticmethod
+    def frame(message: dict[str, Any]) -> PreparedMessage:
+        """Returns what this socket sends for an update: its frame, built once per message."""
+        return frame_of(message)
+
     def backlog(self) -> int:
         """Returns how many bytes wait in the transport's user-space send buffer."""
         t = self.transport

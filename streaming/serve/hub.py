@@ -25,8 +25,8 @@ from streaming.ops.stats import stats
 from streaming.publish import snapshot
 from streaming.publish.publisher import publisher, serve_locally
 from streaming.registry import AllKeys, StreamNotFound, get_stream
-from streaming.serve.daphne import Wire, frame_of
 from streaming.serve.heartbeat import Heartbeat
+from streaming.serve.outlet import Outlet, outlet_of
 from streaming.serve.relay import Changes, Relay
 
 logger = logging.getLogger("streaming.serve.hub")
@@ -49,7 +49,7 @@ class Member:
 
     __slots__ = ("left", "pending", "ready", "send", "version", "wire")
 
-    def __init__(self, send: Send, wire: Wire | None = None) -> None:
+    def __init__(self, send: Send, wire: Outlet | None = None) -> None:
         # The socket's own send, shared by its members: `left` keeps a left key silent.
         self.send = send
         self.wire = wire
@@ -76,7 +76,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self.heartbeat: Heartbeat | None = None
         # Sockets over their send-buffer limit, with the members holding an update for them.
-        self._stalled: dict[Wire, set[Member]] = {}
+        self._stalled: dict[Outlet, set[Member]] = {}
         self._drainer: asyncio.Task[None] | None = None
         # Keys to re-read from the database, with the version their sockets must reach.
         self._dirty: dict[str, int] = {}
@@ -119,8 +119,7 @@ class Hub:
         members = self.groups[group]
         member = members.get(owner)
         if member is None:
-            # The consumer found its daphne connection once, at connect (None elsewhere).
-            member = members[owner] = Member(send, getattr(owner, "wire", None))
+            member = members[owner] = Member(send, outlet_of(owner, send))
             stats.add("subscribers", stream)
         member.ready = False
         return member
@@ -183,8 +182,7 @@ class Hub:
                 self._hold(member, message)
                 continue
             if wire is not None:
-                # frame_of builds the frame once per message (only daphne's sockets need it).
-                if wire.offer(frame_of(message), limit):
+                if wire.offer(wire.frame(message), limit):
                     member.version = version
                 else:
                     self._hold(member, message)
@@ -232,7 +230,7 @@ class Hub:
                     pending, member.pending = member.pending, None
                     if pending is not None and pending["version"] > member.version:
                         member.version = pending["version"]
-                        wire.write(frame_of(pending))
+                        wire.write(wire.frame(pending))
                 if not held:
                     del self._stalled[wire]
 

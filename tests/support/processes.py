@@ -13,6 +13,9 @@ from django.db import connections
 from tests.support.redis_server import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# The ASGI server the tests' servers run: `make test` runs the protocol and write-path tests
+# under uvicorn too (TEST_ASGI_SERVER=uvicorn).
+ASGI_SERVER = os.environ.get("TEST_ASGI_SERVER", "daphne")
 
 
 def database_url(alias: str = "default") -> str:
@@ -64,8 +67,16 @@ class DaphneServer:
         return f"ws://127.0.0.1:{self.port}/ws/stream/"
 
     def start(self) -> DaphneServer:
-        """Starts daphne and waits until it accepts connections."""
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args]
+        """Starts the server (TEST_ASGI_SERVER: daphne, or uvicorn) and waits for its port."""
+        if ASGI_SERVER == "uvicorn":
+            args = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port"]
+            # websockets-sansio: the legacy "websockets" implementation, with websockets 17,
+            # never delivers a close the application sends while the client is still sending.
+            args += [str(self.port), "--ws", "websockets-sansio", "--log-level", "warning"]
+            args += self.args
+        else:
+            args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+            args += self.args
         self.process = subprocess.Popen(
             [*args, "settings.asgi:application"], cwd=ROOT, env=self.env
         )
