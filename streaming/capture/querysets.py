@@ -21,8 +21,8 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError, connections, models, transaction
-from django.db.models.deletion import Collector
 
+from streaming.capture.django_private import KeysReadCollector
 from streaming.capture.signals import others_listen_to_deletes, schedule_objects
 from streaming.registry import key_fields
 
@@ -68,7 +68,9 @@ class StreamingQuerySet(models.QuerySet):
         using = chained.db
         before = chained._key_rows(fields)
         with transaction.atomic(using=using, savepoint=False):
-            collector = _KeysReadCollector(using=using, origin=self, keys_read=self.model)
+            collector = KeysReadCollector(
+                using=using, origin=self, keys_read=self.model, others=others_listen_to_deletes
+            )
             collector.collect(chained)
             deleted = collector.delete()
             schedule_objects(self.model, _rows(before, fields), using)
@@ -188,19 +190,6 @@ class StreamingQuerySet(models.QuerySet):
             return []
         meta = self.model._meta
         return [meta.pk.attname if f == "pk" else _attname(meta, f) for f in unique_fields]
-
-
-class _KeysReadCollector(Collector):
-    """A Collector that may fast-delete `keys_read` rows: streaming already read their keys."""
-
-    def __init__(self, *args: Any, keys_read: type[models.Model], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.keys_read = keys_read
-
-    def _has_signal_listeners(self, model: type[models.Model]) -> bool:
-        if model is self.keys_read:
-            return others_listen_to_deletes(model)
-        return bool(super()._has_signal_listeners(model))  # type: ignore[misc]
 
 
 def _attname(meta: Any, name: str) -> str:

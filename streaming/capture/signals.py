@@ -16,6 +16,7 @@ from django.db import connections, models
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
 from streaming import registry
+from streaming.capture.django_private import others_receive
 from streaming.capture.transactions import schedule
 
 logger = logging.getLogger("streaming.capture.signals")
@@ -119,12 +120,7 @@ def _lock_self_only(connection: Any) -> dict[str, Any]:
 
 def others_listen_to_deletes(model: type[models.Model]) -> bool:
     """Returns whether anything but streaming receives `model`'s delete signals."""
-    for signal, ours in ((pre_delete, _before_delete), (post_delete, _deleted)):
-        # Django's Collector only asks has_listeners(); streaming must tell its own apart.
-        sync, asynchronous = signal._live_receivers(model)
-        if any(receiver is not ours for receiver in [*sync, *asynchronous]):
-            return True
-    return False
+    return others_receive(model, ((pre_delete, _before_delete), (post_delete, _deleted)))
 
 
 def schedule_objects(model: type[models.Model], objs: Iterable[Any], using: str) -> None:

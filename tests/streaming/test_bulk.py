@@ -298,3 +298,13 @@ def test_bulk_calls_issue_as_many_queries_for_200_rows_as_for_10(name):
     assert small == large
     # BEGIN and COMMIT count too on SQLite: keys read before, the write, keys read after.
     assert large <= 5
+
+
+def test_the_django_private_api_streaming_relies_on_is_there():
+    """
+    Tests the canary for streaming/capture/django_private.py: Django still has the private
+    attributes its fast QuerySet.delete() uses, so the fast path is attached.
+    """
+    from streaming.capture import django_private
+
+    assert django_private.ATTACHED
