@@ -1,6 +1,7 @@
 """
-The WebSocket consumer behind /ws/stream/: DCRF's action/reply protocol, with updates
-pushed by the process's hub (docs/protocol.md). Limits and close codes: docs/security.md.
+The WebSocket consumer behind /ws/stream/: the action/reply protocol (serve/actions.py),
+with updates pushed by the process's hub (docs/protocol.md). Limits and close codes:
+docs/security.md.
 """
 
 from __future__ import annotations
@@ -13,22 +14,19 @@ from typing import Any
 from asgiref.sync import markcoroutinefunction
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from djangochannelsrestframework.consumers import AsyncAPIConsumer
-from djangochannelsrestframework.decorators import action
-from redis.exceptions import RedisError
 from rest_framework.exceptions import (
     APIException,
     NotFound,
     Throttled,
     ValidationError,
 )
-from rest_framework.permissions import AllowAny
 
 from streaming import protocol
 from streaming.conf import streaming_settings
 from streaming.publish import snapshot
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 from streaming.serve import access, inbound
+from streaming.serve.actions import ActionConsumer, action, redis_errors
 from streaming.serve.bounds import BoundedSocket
 from streaming.serve.daphne import release_upgrade_request, resume_reading, wire_for
 from streaming.serve.hub import Hub, Member, get_hub
@@ -47,26 +45,23 @@ logger = logging.getLogger("streaming.serve.consumer")
 # Top-level fields a client message may carry; any other is refused before dispatch.
 FIELDS = frozenset({"action", "request_id", "stream", "params"})
 # Failures of the infrastructure (Redis), not of the request: the client should come back.
-UNAVAILABLE = (RedisError, OSError, TimeoutError)
+UNAVAILABLE = (*redis_errors(), OSError, TimeoutError)
 # A key the user may not see answers exactly like a key that does not exist (as REST's 404).
 HIDDEN = "Not found, or not visible to you."
 
 
-class StreamConsumer(BoundedSocket, AsyncAPIConsumer):
+class StreamConsumer(BoundedSocket, ActionConsumer):
     """Subscribes sockets to stream keys; each reply carries a snapshot with its version."""
 
-    permission_classes = (AllowAny,)
     # No channel per socket: the hub holds the process's one channel and its group
     # memberships. A channel each would cost a Redis subscription per socket, and make
     # every connect fail while Redis is down.
     channel_layer_alias = None
-    # Immutable and shared: this consumer joins no channel-layer group and runs no detached
-    # action, so DCRF's per-socket set and list would stay empty (and an append would fail).
+    # Immutable and shared: this consumer joins no channel-layer group of its own.
     groups: tuple[str, ...] = ()
-    detached_tasks: tuple[Any, ...] = ()
 
     def __init__(self) -> None:
-        """Called once per connection; skips DCRF's per-socket group, task and observer maps."""
+        """Called once per connection; channels' per-socket setup has nothing to do here."""
 
     @classmethod
     def as_asgi(cls, **initkwargs: Any) -> Any:
@@ -163,7 +158,7 @@ class StreamConsumer(BoundedSocket, AsyncAPIConsumer):
         if not isinstance(content, dict):
             await self.reply(action=None, errors=["Expected a JSON object."], status=400)
             return
-        # Checked before DCRF spreads the message into keyword arguments.
+        # Checked before the message is spread into an action's keyword arguments.
         refused = inbound.refusal(content, FIELDS)
         if refused is not None:
             name, error, request_id = refused
