@@ -113,6 +113,7 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
         self.bound(wire_for(self))
         if self.wire is not None:
             release_upgrade_request(self.wire.transport)
+            self.wire.watch(streaming_settings.SOCKET_BUFFER_BYTES)
         await super().websocket_connect(message)
         get_keepalive().add(self, self.base_send, self.wire)
 

@@ -48,13 +48,42 @@ _MAX_WRAPPERS = 4
 
 
 class Wire:
-    """One daphne WebSocket connection, written to directly."""
+    """
+    One daphne WebSocket connection, written to directly. Registered as its transport's
+    streaming producer (Twisted's documented flow control: pauseProducing past bufferSize
+    unsent bytes, resumeProducing once they are written), it tells the hub when it drains.
+    """
 
-    __slots__ = ("protocol", "transport")
+    __slots__ = ("protocol", "transport", "watched")
+    # Called with a wire whose buffer drained (set by streaming.serve.hub).
+    on_drain: Callable[[Wire], None] | None = None
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
         self.transport = protocol.transport
+        self.watched = False
+
+    def watch(self, limit: int) -> bool:
+        """Becomes the transport's producer, paused past `limit` bytes; False if taken."""
+        t = self.transport
+        if t.producer is not None or not hasattr(t, "bufferSize"):
+            return False
+        t.bufferSize = limit
+        t.registerProducer(self, True)
+        self.watched = True
+        return True
+
+    def pauseProducing(self) -> None:
+        """Called by Twisted past bufferSize: offer() sees the backlog and holds by itself."""
+
+    def resumeProducing(self) -> None:
+        """Called by Twisted once the buffer is written: the hub sends what it held."""
+        if Wire.on_drain is not None:
+            Wire.on_drain(self)
+
+    def stopProducing(self) -> None:
+        """Called by Twisted when the connection is lost."""
+        self.watched = False
 
     @property
     def open(self) -> bool:

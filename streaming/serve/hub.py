@@ -21,6 +21,7 @@ from streaming.conf import channel_layer, streaming_settings
 from streaming.ops.stats import stats
 from streaming.publish.publisher import serve_locally
 from streaming.registry import AllKeys
+from streaming.serve.daphne import Wire
 from streaming.serve.heartbeat import Heartbeat
 from streaming.serve.outlet import Outlet, outlet_of
 from streaming.serve.relay import Relay
@@ -30,7 +31,7 @@ logger = logging.getLogger("streaming.serve.hub")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-# Seconds between looks at sockets whose send buffer was full.
+# Seconds between looks at full sockets whose drain Twisted cannot report (see drained()).
 DRAIN_POLL_SECONDS = 0.05
 
 
@@ -203,26 +204,37 @@ class Hub(Repairs):
         member.pending = message
         if member.ready and member.wire is not None:
             self._stalled.setdefault(member.wire, set()).add(member)
+            if getattr(member.wire, "watched", False):
+                # Twisted tells us when it drains (Wire.resumeProducing calls drained()).
+                return
             if self._drainer is None or self._drainer.done():
                 self._drainer = self.loop.create_task(self._guard(self._drain()))
 
-    async def _drain(self) -> None:
-        """Sends held updates to stalled sockets as they drain; forgets closed ones."""
+    def drained(self, wire: Outlet) -> None:
+        """Called when a socket's send buffer drained: sends what it holds, newest per key."""
+        held = self._stalled.get(wire)
+        if held is None:
+            return
+        if not wire.open:
+            del self._stalled[wire]
+            return
         limit = streaming_settings.SOCKET_BUFFER_BYTES
+        while held and wire.backlog() <= limit:
+            member = held.pop()
+            pending, member.pending = member.pending, None
+            if pending is not None and pending["version"] > member.version:
+                member.version = pending["version"]
+                wire.write(wire.frame(pending))
+        if not held:
+            del self._stalled[wire]
+
+    async def _drain(self) -> None:
+        """Polls stalled sockets Twisted does not report on (their producer slot was taken)."""
         while self._stalled:
             await asyncio.sleep(DRAIN_POLL_SECONDS)
-            for wire, held in list(self._stalled.items()):
-                if not wire.open:
-                    del self._stalled[wire]
-                    continue
-                while held and wire.backlog() <= limit:
-                    member = held.pop()
-                    pending, member.pending = member.pending, None
-                    if pending is not None and pending["version"] > member.version:
-                        member.version = pending["version"]
-                        wire.write(wire.frame(pending))
-                if not held:
-                    del self._stalled[wire]
+            for wire in list(self._stalled):
+                if not getattr(wire, "watched", False):
+                    self.drained(wire)
 
     async def _receive(self) -> None:
         assert self.channel is not None
@@ -261,6 +273,16 @@ class Hub(Repairs):
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def _wire_drained(wire: Wire) -> None:
+    hub = _hubs.get(asyncio.get_running_loop())
+    if hub is not None:
+        hub.drained(wire)
+
+
+# Twisted calls a drained wire back in the reactor, which runs in the hub's event loop.
+Wire.on_drain = _wire_drained
 
 
 def get_hub() -> Hub:
