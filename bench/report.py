@@ -87,16 +87,22 @@ FIGURES = [
 ]
 
 
+# This project's targets: on daphne, and on uvicorn.
+OURS = ("project", "uvicorn")
+
+
 def table(results: list[dict[str, Any]]) -> str:
     """Returns the results table followed by the ratio lines."""
     lines = [_line([name for name, _ in COLUMNS])]
     lines += [_line(row(r)) for r in results]
     lines.append("")
     lines.append("ratios (lower is better for this project):")
-    for n in sorted({r["n"] for r in results}):
-        project, raw, dcrf = (find(results, t, n) for t in ("project", "raw", "dcrf"))
+    for n, ours in ((n, t) for n in sorted({r["n"] for r in results}) for t in OURS):
+        project, raw, dcrf = (find(results, t, n) for t in (ours, "raw", "dcrf"))
         if project is None:
             continue
+        if ours != "project":
+            dcrf = None
         parts = []
         for name, get in FIGURES:
             vs_raw = ratio(get(project), get(raw)) if raw else None
@@ -108,7 +114,8 @@ def table(results: list[dict[str, Any]]) -> str:
                 + (f", DCRF {_fmt(vs_dcrf, 1, 1)}x ours" if vs_dcrf is not None else "")
             )
         if parts:
-            lines.append(f"  N={n}: " + "; ".join(parts))
+            label = f"N={n}" if ours == "project" else f"N={n} {ours}"
+            lines.append(f"  {label}: " + "; ".join(parts))
     return "\n".join(lines)
 
 

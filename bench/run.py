@@ -45,6 +45,8 @@ class Run:
 def default_plan(full: bool) -> list[Run]:
     """Returns the runs: everything for raw and this project; DCRF reduced unless --full."""
     runs = [Run(t, n) for t in ("raw", "project") for n in (1, 100, 1000)]
+    # The same N = 1,000 row under uvicorn, side by side with daphne.
+    runs.append(Run("uvicorn", 1000))
     if full:
         runs += [Run("dcrf", n) for n in (1, 100, 1000)]
     else:

@@ -1,6 +1,7 @@
 """
 The three servers under benchmark, each with its own fresh redis-server (and database):
-this project on daphne, the DCRF peer on daphne, and the raw `websockets` limit.
+this project on daphne (and on uvicorn), the DCRF peer on daphne, and the raw `websockets`
+limit.
 """
 
 from __future__ import annotations
@@ -150,6 +151,19 @@ class ProjectTarget(DjangoTarget):
         return f"ws://127.0.0.1:{self.port}/ws/stream/"
 
 
+class UvicornTarget(ProjectTarget):
+    """This project under uvicorn (websockets-sansio): the ASGI send, no daphne fast path."""
+
+    name = "uvicorn"
+
+    def command(self) -> list[str]:
+        """Returns uvicorn's command line."""
+        return [
+            *[sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port)],
+            *["--ws", "websockets-sansio", "--log-level", "warning", self.asgi],
+        ]
+
+
 class DcrfTarget(DjangoTarget):
     """The DCRF peer (bench/peers/dcrf) with RedisChannelLayer's defaults."""
 
@@ -186,4 +200,9 @@ class RawTarget(Target):
         return ["raw", self.redis.url, self.channel]
 
 
-TARGETS = {"project": ProjectTarget, "dcrf": DcrfTarget, "raw": RawTarget}
+TARGETS = {
+    "project": ProjectTarget,
+    "uvicorn": UvicornTarget,
+    "dcrf": DcrfTarget,
+    "raw": RawTarget,
+}
