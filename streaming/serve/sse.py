@@ -1,0 +1,262 @@
+"""
+The Server-Sent Events endpoint (docs/protocol.md, "Server-Sent Events"): the WebSocket
+protocol's frames over one long HTTP response, for networks that refuse WebSockets. Each
+frame is an event named after its action; subscriptions come in the query string.
+
+Updates reach it through the process's hub like a socket's. What waits to be written is
+bounded whatever the client reads: each key keeps only its newest update (latest-wins)
+while the response's send is busy or, under daphne, its transport holds more than
+STREAMING["SOCKET_BUFFER_BYTES"] unsent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from streaming import protocol
+from streaming.conf import streaming_settings
+from streaming.ops.stats import stats
+from streaming.publish import snapshot
+from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
+from streaming.serve.hub import DRAIN_POLL_SECONDS, Member, Send, get_hub
+from streaming.serve.keepalive import get_keepalive
+from streaming.serve.rechecks import get_rechecker
+from streaming.serve.sse_request import Wanted
+
+logger = logging.getLogger("streaming.serve.sse")
+
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    # Proxies that buffer responses (nginx) would hold the events back.
+    (b"x-accel-buffering", b"no"),
+]
+HIDDEN = "Not found, or not visible to you."
+GONE = "This stream is gone."
+# The start of every frame protocol.encode() writes: its action comes first.
+_ACTION = '{"action":"'
+# Leaves of streams that ended without awaiting them (cancelled): kept until done.
+_releases: set[asyncio.Task[None]] = set()
+
+Slot = tuple[str, str]
+# (what was asked, its stream and key once allowed, else the error reply's status and errors)
+Resolved = tuple[Wanted, Stream | None, str | None, int, list[Any]]
+
+
+def event(text: str) -> bytes:
+    """Returns a frame's SSE event: named after its action, the frame's JSON as data."""
+    name = "message"
+    if text.startswith(_ACTION):
+        name = text[len(_ACTION) : text.find('"', len(_ACTION))]
+    # Compact JSON holds no line break: one data line.
+    return f"event: {name}\ndata: {text}\n\n".encode()
+
+
+def reply(
+    wanted: Wanted, status: int, data: Any = None, errors: list[Any] | None = None
+) -> dict[str, Any]:
+    """Returns a subscribe reply frame, shaped as the WebSocket's (DCRF's reply)."""
+    return {
+        "action": "subscribe",
+        "errors": errors or [],
+        "data": data,
+        "response_status": status,
+        "request_id": wanted.request_id,
+    }
+
+
+def resolve(scope: dict[str, Any], wanted: list[Wanted]) -> list[Resolved]:
+    """Returns each subscription's stream and key, or its error: checked as a socket's subscribe."""
+    user = scope["user"]
+    out: list[Resolved] = []
+    for item in wanted:
+        if not isinstance(item.stream, str):
+            out.append((item, None, None, 400, [{"stream": ["Must be a string."]}]))
+            continue
+        if not isinstance(item.params, dict):
+            out.append((item, None, None, 400, [{"params": ["Must be an object."]}]))
+            continue
+        try:
+            stream = get_stream(item.stream)
+            key = stream.params(item.params)
+        except InvalidParams as exc:
+            out.append((item, None, None, 400, [{"params": [str(exc)]}]))
+            continue
+        except StreamNotFound:
+            out.append((item, None, None, 404, [HIDDEN]))
+            continue
+        if not stream.permission(user, key):
+            out.append((item, None, None, 404, [HIDDEN]))
+            continue
+        out.append((item, stream, key, 200, []))
+    return out
+
+
+def backlog_of(send: Any) -> Callable[[], int] | None:
+    """
+    Returns a function measuring the unsent bytes of daphne's transport behind `send`
+    (daphne's send is `functools.partial(server.handle_reply, request)`), or None elsewhere:
+    other servers' sends wait for the client themselves.
+    """
+    if not (isinstance(send, functools.partial) and send.args):
+        return None
+    transport: Any = getattr(getattr(send.args[0], "channel", None), "transport", None)
+    if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+        return None
+    return lambda: len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+class EventStream:
+    """One SSE response: its subscriptions, what waits to be written, and its writer."""
+
+    def __init__(self, scope: dict[str, Any], send: Send) -> None:
+        self.scope = scope
+        self.send = send
+        self.hub = get_hub()
+        self.subscriptions: dict[Slot, Member] = {}
+        # Replies and `revoked` in order; then each key's newest update; then a heartbeat.
+        self.events: list[str] = []
+        self.updates: dict[Slot, str] = {}
+        self.heartbeat: str | None = None
+        self.wake = asyncio.Event()
+        self.backlog = backlog_of(send)
+
+    async def run(self, receive: Any, resolved: list[Resolved]) -> None:
+        """Streams until the client goes: replies with snapshots first, then pushes."""
+        await self.send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        # A comment: the client sees the stream open before the snapshots are read.
+        await self.send({"type": "http.response.body", "body": b": open\n\n", "more_body": True})
+        writer = asyncio.get_running_loop().create_task(self._write())
+        try:
+            await self._subscribe(resolved)
+            get_keepalive().add(self, self._beat, None)
+            if self.subscriptions:
+                get_rechecker().watch(self)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            writer.cancel()
+            self.release()
+
+    async def _subscribe(self, resolved: list[Resolved]) -> None:
+        """Joins every allowed key first, then reads each stream's keys in one snapshot."""
+        streams: dict[str, tuple[Stream, list[tuple[Wanted, str]]]] = {}
+        for wanted, stream, key, status, errors in resolved:
+            if stream is None or key is None:
+                self._queue(protocol.encode(reply(wanted, status, errors=errors)))
+                continue
+            streams.setdefault(stream.name, (stream, []))[1].append((wanted, key))
+            slot = (stream.name, key)
+            if slot not in self.subscriptions:
+                self.subscriptions[slot] = await self.hub.join(self, self._pusher(slot), *slot)
+        for name, (stream, items) in streams.items():
+            keys = list(dict.fromkeys(key for _, key in items))
+            try:
+                version, payloads = await database_sync_to_async(snapshot.read)(
+                    stream.payload, keys, None
+                )
+            except Exception:
+                logger.exception("streaming: SSE snapshot of %d %s key(s) failed", len(keys), name)
+                for wanted, key in items:
+                    await self._leave((name, key))
+                    self._queue(protocol.encode(reply(wanted, 500, errors=["Internal error."])))
+                continue
+            found = dict(zip(keys, payloads, strict=True))
+            for wanted, key in items:
+                payload = found[key]
+                if payload is None:
+                    await self._leave((name, key))
+                    self._queue(protocol.encode(reply(wanted, 404, errors=[GONE])))
+                    continue
+                data = {"stream": name, "key": key, "version": version, "payload": payload}
+                self._queue(protocol.encode(reply(wanted, 200, data=data)))
+            for key in keys:
+                joined = self.subscriptions.get((name, key))
+                if joined is not None:
+                    await self.hub.ready(joined, version)
+
+    def _queue(self, text: str) -> None:
+        self.events.append(text)
+        self.wake.set()
+
+    def _pusher(self, slot: Slot) -> Send:
+        """Returns the hub's send for one key: keeps its newest update for the writer."""
+
+        async def push(message: dict[str, Any]) -> None:
+            if slot in self.updates:
+                stats.add("conflated", slot[0])
+            self.updates[slot] = message["text"]
+            self.wake.set()
+
+        return push
+
+    async def _beat(self, message: dict[str, Any]) -> None:
+        """The keepalive's send: one heartbeat waits at most, behind everything else."""
+        self.heartbeat = message["text"]
+        self.wake.set()
+
+    async def _write(self) -> None:
+        """Writes what waits, in chunks, whenever the transport has room for more."""
+        limit = streaming_settings.SOCKET_BUFFER_BYTES
+        while True:
+            await self.wake.wait()
+            # Twisted tells no one when its buffer drains: poll it, as the hub does.
+            while self.backlog is not None and self.backlog() > limit:  # noqa: ASYNC110
+                # The client stopped reading: updates meanwhile replace each other.
+                await asyncio.sleep(DRAIN_POLL_SECONDS)
+            self.wake.clear()
+            texts = [*self.events, *self.updates.values()]
+            if self.heartbeat is not None:
+                texts.append(self.heartbeat)
+            self.events, self.updates, self.heartbeat = [], {}, None
+            if not texts:
+                continue
+            body = b"".join(event(text) for text in texts)
+            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    def forget_gone(self) -> None:
+        """Drops subscriptions the hub ended (their object was deleted: `gone` was sent)."""
+        for stream, key in list(self.subscriptions):
+            if self not in self.hub.groups.get(protocol.group_name(stream, key), ()):
+                del self.subscriptions[(stream, key)]
+
+    async def revoke(self, user: Any, lost: list[Slot]) -> None:
+        """Called by the re-checker: records the current user, drops and reports lost keys."""
+        self.scope["user"] = user
+        for slot in lost:
+            if slot in self.subscriptions:
+                await self._leave(slot)
+                self.updates.pop(slot, None)
+                stream, key = slot
+                self._queue(protocol.encode({"action": "revoked", "stream": stream, "key": key}))
+
+    async def _leave(self, slot: Slot) -> None:
+        if self.subscriptions.pop(slot, None) is not None:
+            await self.hub.leave(self, *slot)
+
+    def release(self) -> None:
+        """
+        Called as the response ends, also when the server cancels it: leaves the keys it
+        still holds in a task of their own, which no cancellation of the response stops.
+        """
+        get_rechecker().forget(self)
+        get_keepalive().discard(self)
+        held = list(self.subscriptions)
+        self.subscriptions.clear()
+        if held:
+            task = asyncio.get_running_loop().create_task(self._leave_all(held))
+            _releases.add(task)
+            task.add_done_callback(_releases.discard)
+
+    async def _leave_all(self, held: list[Slot]) -> None:
+        for stream, key in held:
+            try:
+                await self.hub.leave(self, stream, key)
+            except Exception:
+                logger.warning("streaming: leaving %s %r failed", stream, key, exc_info=True)
