@@ -45,9 +45,7 @@ def parse(query_string: bytes) -> list[Wanted]:
     if len(query_string) > MAX_QUERY_BYTES:
         raise BadRequest(400, [f"The query string is over {MAX_QUERY_BYTES} bytes."])
     try:
-        pairs = parse_qsl(
-            query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False
-        )
+        pairs = parse_qsl(query_string.decode("ascii"), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(400, ["The query string is not valid UTF-8."]) from exc
     names = [name for name, _ in pairs]
