@@ -56,9 +56,9 @@ async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await respond(send, exc.status, {"errors": exc.errors})
         return
     resolved = await database_sync_to_async(resolve)(scope, wanted)
-    if resolved and all(stream is None for _, stream, _, _, _ in resolved):
-        # Nothing to stream: a request that cannot succeed gets its status, so EventSource
-        # stops instead of retrying it for ever.
+    if len(resolved) == 1 and resolved[0][0].plain and resolved[0][1] is None:
+        # The plain form's one subscription was refused: its status is the response's, so
+        # EventSource stops instead of retrying. The `subscribe=` form streams its refusals.
         first, _, _, status, errors = resolved[0]
         await respond(send, status, reply(first, status, errors=errors))
         return

@@ -35,6 +35,8 @@ class Wanted:
     stream: Any
     params: Any = field(default_factory=dict)
     request_id: Any = None
+    # Asked in the plain form (`stream=…`): a refusal is then the response's own status.
+    plain: bool = False
 
 
 def parse(query_string: bytes) -> list[Wanted]:
@@ -77,7 +79,7 @@ def _plain(pairs: list[tuple[str, str]]) -> Wanted:
             stream = value
         else:
             params[name] = value
-    return Wanted(stream=stream, params=params)
+    return Wanted(stream=stream, params=params, plain=True)
 
 
 def _decode(text: str) -> Wanted:

@@ -130,6 +130,19 @@ async def test_several_subscriptions_in_one_request_each_get_a_reply(daphne):
     await client.close()
 
 
+async def test_the_subscribe_form_streams_even_when_every_subscription_is_refused(daphne):
+    """
+    Tests that a `subscribe=` request (the browser client's) is 200 with a 404 reply event
+    when its only subscription is refused, so the client learns which one and why.
+    """
+    path = "/sse/stream/?" + query({"stream": "metrics.week", "params": {"series": "nope"}})
+    client = await opened(daphne, path)
+    assert client.status == 200
+    name, reply = await client.next_event()
+    assert (name, reply["response_status"], reply["request_id"]) == ("subscribe", 404, None)
+    await client.close()
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [

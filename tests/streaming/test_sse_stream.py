@@ -98,7 +98,7 @@ def test_an_event_is_named_after_its_frames_action():
 def test_both_query_forms_parse_and_bad_ones_are_refused():
     """Tests the plain and `subscribe=` forms, and the 400/429 of malformed queries."""
     assert parse(b"stream=metrics.week&series=cpu") == [
-        Wanted("metrics.week", {"series": "cpu"}, None)
+        Wanted("metrics.week", {"series": "cpu"}, None, plain=True)
     ]
     assert parse(b'subscribe={"stream":"a","request_id":7}') == [Wanted("a", {}, 7)]
     assert parse(b"") == []
