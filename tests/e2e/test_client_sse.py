@@ -118,6 +118,12 @@ def snapshot(request_id: int, version: int, value: float) -> str:
     return emit("subscribe", {**reply, "request_id": request_id})
 
 
+def update(version: int, value: float) -> str:
+    """Returns JS emitting an update of key 1:w on the newest EventSource."""
+    data = {"action": "update", "stream": "metrics.week", "key": "1:w", "version": version}
+    return emit("update", {**data, "payload": [value]})
+
+
 async def test_a_websocket_constructor_that_throws_falls_back_to_sse_at_once(harness: Page):
     """
     Tests that a browser refusing WebSockets gets SSE without waiting: one request to learn
@@ -136,8 +142,8 @@ async def test_a_websocket_constructor_that_throws_falls_back_to_sse_at_once(har
     ]
     await js(harness, "() => sources.at(-1).open()")
     await js(harness, snapshot(1, 10, 1.0))
-    await js(harness, emit("update", {"action": "update", "stream": "metrics.week", "key": "1:w", "version": 9, "payload": [0.0]}))  # fmt: skip
-    await js(harness, emit("update", {"action": "update", "stream": "metrics.week", "key": "1:w", "version": 11, "payload": [2.0]}))  # fmt: skip
+    await js(harness, update(9, 0.0))
+    await js(harness, update(11, 2.0))
     await js(harness, emit("heartbeat", {"action": "heartbeat", "interval": 10}))
     assert await js(harness, "() => client.keepalive") == 10000
     assert await log(harness) == [
