@@ -16,7 +16,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 
 from metrics.models import Series
-from tests.support.processes import run_script
+from tests.support.processes import DaphneServer, run_script
 from tests.support.sseclient import EventStreamClient, query
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
@@ -197,6 +197,23 @@ async def test_logout_revokes_a_private_series(daphne):
     assert name == "revoked"
     assert revoked == {"action": "revoked", "stream": "metrics.week", "key": reply["data"]["key"]}
     await client.close()
+
+
+async def test_an_idle_stream_gets_heartbeats(transactional_db, use_redis):
+    """
+    Tests that a stream, even one without subscriptions (the client's first request), gets
+    the WebSocket's heartbeat frame every KEEPALIVE_SECONDS, so proxies keep it and clients
+    can tell it is alive.
+    """
+    server = DaphneServer(use_redis, STREAMING_KEEPALIVE_SECONDS="0.5").start()
+    try:
+        client = await opened(server, "/sse/stream/")
+        assert client.status == 200
+        name, beat = await client.next_event()
+        assert (name, beat) == ("heartbeat", {"action": "heartbeat", "interval": 0.5})
+        await client.close()
+    finally:
+        server.stop()
 
 
 async def test_other_methods_are_405(daphne):
