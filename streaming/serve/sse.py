@@ -24,6 +24,7 @@ from streaming.conf import streaming_settings
 from streaming.ops.stats import stats
 from streaming.publish import snapshot
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
+from streaming.serve.consumer import HIDDEN
 from streaming.serve.hub import DRAIN_POLL_SECONDS, Member, Send, get_hub
 from streaming.serve.keepalive import get_keepalive
 from streaming.serve.rechecks import get_rechecker
@@ -37,7 +38,6 @@ HEADERS = [
     # Proxies that buffer responses (nginx) would hold the events back.
     (b"x-accel-buffering", b"no"),
 ]
-HIDDEN = "Not found, or not visible to you."
 GONE = "This stream is gone."
 # The start of every frame protocol.encode() writes: its action comes first.
 _ACTION = '{"action":"'
@@ -134,7 +134,16 @@ class EventStream:
         await self.send({"type": "http.response.body", "body": b": open\n\n", "more_body": True})
         writer = asyncio.get_running_loop().create_task(self._write())
         try:
-            await self._subscribe(resolved)
+            try:
+                await self._subscribe(resolved)
+            except Exception:
+                # The channel layer or the database failed a join: end the response, so the
+                # client comes back (with backoff) instead of waiting on a stream that has
+                # no keys. A socket is closed (4503) for the same reason.
+                logger.warning("streaming: SSE subscribe failed; ending the stream", exc_info=True)
+                writer.cancel()
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             get_keepalive().add(self, self._beat, None)
             if self.subscriptions:
                 get_rechecker().watch(self)
@@ -203,6 +212,13 @@ class EventStream:
 
     async def _write(self) -> None:
         """Writes what waits, in chunks, whenever the transport has room for more."""
+        try:
+            await self._write_loop()
+        except Exception:
+            # The client went away mid-send: its http.disconnect ends the response.
+            logger.debug("streaming: SSE write failed", exc_info=True)
+
+    async def _write_loop(self) -> None:
         limit = streaming_settings.SOCKET_BUFFER_BYTES
         while True:
             await self.wake.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -114,3 +115,34 @@ def test_both_query_forms_parse_and_bad_ones_are_refused():
         with pytest.raises(BadRequest) as raised:
             parse(bad)
         assert raised.value.status == status, bad
+
+
+async def test_a_failed_join_ends_the_response_and_holds_nothing(monkeypatch):
+    """
+    Tests that when the hub cannot join a key (the channel layer down), the response ends
+    (the client reconnects with backoff) instead of streaming nothing for ever.
+    """
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    joins: list[tuple[Any, ...]] = []
+
+    async def refuse(*args: Any) -> None:
+        joins.append(args[2:])
+        raise OSError("channel layer down")
+
+    stream = EventStream({"user": None}, send)
+    monkeypatch.setattr(stream.hub, "join", refuse)
+    wanted = Wanted("s", {}, 1)
+    source = SimpleNamespace(name="s")
+    await asyncio.wait_for(stream.run(receive, [(wanted, source, "k", 200, [])]), 5)
+    assert joins == [("s", "k")]
+    assert sent[0]["status"] == 200
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert stream.subscriptions == {}
