@@ -6,6 +6,7 @@ that does not read stays bounded, and the events carry the WebSocket's frames ve
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -146,3 +147,31 @@ async def test_a_failed_join_ends_the_response_and_holds_nothing(monkeypatch):
     assert sent[0]["status"] == 200
     assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
     assert stream.subscriptions == {}
+
+
+async def test_under_daphne_writing_waits_while_the_transport_is_full():
+    """
+    Tests that the unsent bytes of daphne's transport are read through its send, and that
+    nothing is written while they exceed SOCKET_BUFFER_BYTES: updates meanwhile conflate.
+    """
+    transport = SimpleNamespace(dataBuffer=b"x" * 200_000, offset=100, _tempDataLen=50)
+    request = SimpleNamespace(channel=SimpleNamespace(transport=transport))
+    bodies: list[bytes] = []
+
+    async def handle_reply(protocol: Any, message: dict[str, Any]) -> None:
+        bodies.append(message["body"])
+
+    stream = EventStream({"user": None}, functools.partial(handle_reply, request))
+    assert stream.backlog is not None
+    assert stream.backlog() == 200_000 - 100 + 50
+    writer = asyncio.get_running_loop().create_task(stream._write())
+    push = stream._pusher(("s", "k"))
+    for version in range(1, 101):
+        await push(protocol.update_message("s", "k", version, {"v": version}))
+        await asyncio.sleep(0.001)
+    assert bodies == []
+    transport.dataBuffer = b""
+    while not bodies:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    assert [d["version"] for _, d in events_of(bodies[0])] == [100]
+    writer.cancel()
