@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -23,12 +22,11 @@ from streaming import protocol
 from streaming.conf import streaming_settings
 from streaming.ops.stats import stats
 from streaming.publish import snapshot
-from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
-from streaming.serve.consumer import HIDDEN
+from streaming.registry import Stream
 from streaming.serve.hub import DRAIN_POLL_SECONDS, Member, Send, get_hub
 from streaming.serve.keepalive import get_keepalive
 from streaming.serve.rechecks import get_rechecker
-from streaming.serve.sse_request import Wanted
+from streaming.serve.sse_request import Resolved, Wanted, reply
 
 logger = logging.getLogger("streaming.serve.sse")
 
@@ -41,12 +39,13 @@ HEADERS = [
 GONE = "This stream is gone."
 # The start of every frame protocol.encode() writes: its action comes first.
 _ACTION = '{"action":"'
+# Seconds a client may leave SOCKET_BUFFER_BYTES unread before it is dropped (daphne's
+# --ping-timeout for sockets).
+STALL_SECONDS = 30.0
 # Leaves of streams that ended without awaiting them (cancelled): kept until done.
 _releases: set[asyncio.Task[None]] = set()
 
 Slot = tuple[str, str]
-# (what was asked, its stream and key once allowed, else the error reply's status and errors)
-Resolved = tuple[Wanted, Stream | None, str | None, int, list[Any]]
 
 
 def event(text: str) -> bytes:
@@ -58,58 +57,37 @@ def event(text: str) -> bytes:
     return f"event: {name}\ndata: {text}\n\n".encode()
 
 
-def reply(
-    wanted: Wanted, status: int, data: Any = None, errors: list[Any] | None = None
-) -> dict[str, Any]:
-    """Returns a subscribe reply frame, shaped as the WebSocket's (DCRF's reply)."""
-    return {
-        "action": "subscribe",
-        "errors": errors or [],
-        "data": data,
-        "response_status": status,
-        "request_id": wanted.request_id,
-    }
+class Transport:
+    """The Twisted transport of a daphne HTTP response: its unsent bytes, and its abort."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+
+    def backlog(self) -> int:
+        """Returns how many bytes wait in the transport's user-space send buffer."""
+        t = self.transport
+        return len(t.dataBuffer) - t.offset + t._tempDataLen
+
+    def abort(self) -> None:
+        """Drops the connection at once; daphne then sends the response http.disconnect."""
+        self.transport.abortConnection()
 
 
-def resolve(scope: dict[str, Any], wanted: list[Wanted]) -> list[Resolved]:
-    """Returns each subscription's stream and key, or its error: checked as a socket's subscribe."""
-    user = scope["user"]
-    out: list[Resolved] = []
-    for item in wanted:
-        if not isinstance(item.stream, str):
-            out.append((item, None, None, 400, [{"stream": ["Must be a string."]}]))
-            continue
-        if not isinstance(item.params, dict):
-            out.append((item, None, None, 400, [{"params": ["Must be an object."]}]))
-            continue
-        try:
-            stream = get_stream(item.stream)
-            key = stream.params(item.params)
-        except InvalidParams as exc:
-            out.append((item, None, None, 400, [{"params": [str(exc)]}]))
-            continue
-        except StreamNotFound:
-            out.append((item, None, None, 404, [HIDDEN]))
-            continue
-        if not stream.permission(user, key):
-            out.append((item, None, None, 404, [HIDDEN]))
-            continue
-        out.append((item, stream, key, 200, []))
-    return out
-
-
-def backlog_of(send: Any) -> Callable[[], int] | None:
+def transport_of(send: Any) -> Transport | None:
     """
-    Returns a function measuring the unsent bytes of daphne's transport behind `send`
-    (daphne's send is `functools.partial(server.handle_reply, request)`), or None elsewhere:
-    other servers' sends wait for the client themselves.
+    Returns daphne's transport behind `send` (daphne's send is `functools.partial(
+    server.handle_reply, request)`), or None elsewhere: other servers' sends wait for the
+    client themselves.
     """
     if not (isinstance(send, functools.partial) and send.args):
         return None
-    transport: Any = getattr(getattr(send.args[0], "channel", None), "transport", None)
-    if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+    transport = getattr(getattr(send.args[0], "channel", None), "transport", None)
+    needed = ("dataBuffer", "offset", "_tempDataLen", "abortConnection")
+    if not all(hasattr(transport, a) for a in needed):
         return None
-    return lambda: len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return Transport(transport)
 
 
 class EventStream:
@@ -125,7 +103,7 @@ class EventStream:
         self.updates: dict[Slot, str] = {}
         self.heartbeat: str | None = None
         self.wake = asyncio.Event()
-        self.backlog = backlog_of(send)
+        self.transport = transport_of(send)
 
     async def run(self, receive: Any, resolved: list[Resolved]) -> None:
         """Streams until the client goes: replies with snapshots first, then pushes."""
@@ -220,11 +198,18 @@ class EventStream:
 
     async def _write_loop(self) -> None:
         limit = streaming_settings.SOCKET_BUFFER_BYTES
+        loop = asyncio.get_running_loop()
         while True:
             await self.wake.wait()
+            stalled_at = loop.time()
             # Twisted tells no one when its buffer drains: poll it, as the hub does.
-            while self.backlog is not None and self.backlog() > limit:  # noqa: ASYNC110
+            while self.transport is not None and self.transport.backlog() > limit:
                 # The client stopped reading: updates meanwhile replace each other.
+                if loop.time() - stalled_at > STALL_SECONDS:
+                    # Nor will it: drop it, as daphne drops a socket that answers no ping.
+                    logger.info("streaming: SSE client stalled %ss; dropped", STALL_SECONDS)
+                    self.transport.abort()
+                    return
                 await asyncio.sleep(DRAIN_POLL_SECONDS)
             self.wake.clear()
             texts = [*self.events, *self.updates.values()]

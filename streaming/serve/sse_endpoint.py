@@ -13,8 +13,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from streaming import protocol
-from streaming.serve.sse import EventStream, reply, resolve
-from streaming.serve.sse_request import BadRequest, parse
+from streaming.serve.sse import EventStream
+from streaming.serve.sse_request import BadRequest, parse, reply, resolve
 
 # Where streaming.asgi serves it (a project mounting sse_application() itself may choose).
 SSE_PATH = "sse/stream/"

@@ -1,7 +1,7 @@
 """
 What a Server-Sent Events request asks for (docs/protocol.md, "Server-Sent Events"): its
 subscriptions, read from the query string in one of two forms, each checked like the
-WebSocket's subscribe message before anything is joined.
+WebSocket's subscribe message before anything is joined, and the replies it gets.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from streaming.conf import streaming_settings
+from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 from streaming.serve import inbound
+from streaming.serve.consumer import HIDDEN
 
 # Query-string bytes a request may carry: 50 subscriptions of a few params fit in far less.
 MAX_QUERY_BYTES = 16 * 1024
@@ -94,3 +96,47 @@ def _decode(text: str) -> Wanted:
     if refused is not None:
         raise BadRequest(400, refused[1])
     return Wanted(content.get("stream"), content.get("params", {}), content.get("request_id"))
+
+
+# (what was asked, its stream and key once allowed, else the error reply's status and errors)
+Resolved = tuple[Wanted, Stream | None, str | None, int, list[Any]]
+
+
+def reply(
+    wanted: Wanted, status: int, data: Any = None, errors: list[Any] | None = None
+) -> dict[str, Any]:
+    """Returns a subscribe reply frame, shaped as the WebSocket's (DCRF's reply)."""
+    return {
+        "action": "subscribe",
+        "errors": errors or [],
+        "data": data,
+        "response_status": status,
+        "request_id": wanted.request_id,
+    }
+
+
+def resolve(scope: dict[str, Any], wanted: list[Wanted]) -> list[Resolved]:
+    """Returns each subscription's stream and key, or its error: checked as a socket's subscribe."""
+    user = scope["user"]
+    out: list[Resolved] = []
+    for item in wanted:
+        if not isinstance(item.stream, str):
+            out.append((item, None, None, 400, [{"stream": ["Must be a string."]}]))
+            continue
+        if not isinstance(item.params, dict):
+            out.append((item, None, None, 400, [{"params": ["Must be an object."]}]))
+            continue
+        try:
+            stream = get_stream(item.stream)
+            key = stream.params(item.params)
+        except InvalidParams as exc:
+            out.append((item, None, None, 400, [{"params": [str(exc)]}]))
+            continue
+        except StreamNotFound:
+            out.append((item, None, None, 404, [HIDDEN]))
+            continue
+        if not stream.permission(user, key):
+            out.append((item, None, None, 404, [HIDDEN]))
+            continue
+        out.append((item, stream, key, 200, []))
+    return out

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from streaming import protocol
+from streaming.serve import sse
 from streaming.serve.sse import EventStream, event
 from streaming.serve.sse_request import BadRequest, Wanted, parse
 
@@ -149,12 +150,19 @@ async def test_a_failed_join_ends_the_response_and_holds_nothing(monkeypatch):
     assert stream.subscriptions == {}
 
 
-async def test_under_daphne_writing_waits_while_the_transport_is_full():
+async def test_under_daphne_writing_waits_while_the_transport_is_full(monkeypatch):
     """
-    Tests that the unsent bytes of daphne's transport are read through its send, and that
-    nothing is written while they exceed SOCKET_BUFFER_BYTES: updates meanwhile conflate.
+    Tests that the unsent bytes of daphne's transport are read through its send; that
+    nothing is written while they exceed SOCKET_BUFFER_BYTES (updates meanwhile conflate);
+    and that a client that reads nothing for STALL_SECONDS is dropped.
     """
-    transport = SimpleNamespace(dataBuffer=b"x" * 200_000, offset=100, _tempDataLen=50)
+    aborted: list[bool] = []
+    transport = SimpleNamespace(
+        dataBuffer=b"x" * 200_000,
+        offset=100,
+        _tempDataLen=50,
+        abortConnection=lambda: aborted.append(True),
+    )
     request = SimpleNamespace(channel=SimpleNamespace(transport=transport))
     bodies: list[bytes] = []
 
@@ -162,8 +170,8 @@ async def test_under_daphne_writing_waits_while_the_transport_is_full():
         bodies.append(message["body"])
 
     stream = EventStream({"user": None}, functools.partial(handle_reply, request))
-    assert stream.backlog is not None
-    assert stream.backlog() == 200_000 - 100 + 50
+    assert stream.transport is not None
+    assert stream.transport.backlog() == 200_000 - 100 + 50
     writer = asyncio.get_running_loop().create_task(stream._write())
     push = stream._pusher(("s", "k"))
     for version in range(1, 101):
@@ -174,4 +182,11 @@ async def test_under_daphne_writing_waits_while_the_transport_is_full():
     while not bodies:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     assert [d["version"] for _, d in events_of(bodies[0])] == [100]
-    writer.cancel()
+    assert aborted == []
+
+    monkeypatch.setattr(sse, "STALL_SECONDS", 0.05)
+    transport.dataBuffer = b"x" * 200_000
+    await push(protocol.update_message("s", "k", 101, {"v": 101}))
+    await asyncio.wait_for(writer, 5)
+    assert aborted == [True]
+    assert len(bodies) == 1
