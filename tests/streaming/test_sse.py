@@ -104,6 +104,32 @@ async def test_snapshot_then_update_then_gone_then_released(daphne, use_redis):
         await asyncio.sleep(0.1)
 
 
+async def test_a_reconnect_to_another_server_resyncs_with_a_fresh_snapshot(daphne, use_redis):
+    """
+    Tests that no stickiness is needed: a client that lost its stream to one server and
+    reconnects to another gets a snapshot holding what was written meanwhile, at a higher
+    version, then that server's updates.
+    """
+    await sync_to_async(Series.objects.create)(slug="cpu", name="CPU", aggregation="max")
+    first = await opened(daphne, plain(series="cpu", week=WEEK))
+    _, before = await first.next_event()
+    await first.close()
+    await asyncio.to_thread(run_script, WRITE_TUESDAY, use_redis)
+
+    other = DaphneServer(use_redis).start()
+    try:
+        second = await opened(other, plain(series="cpu", week=WEEK))
+        _, after = await second.next_event()
+        assert after["data"]["version"] > before["data"]["version"]
+        assert after["data"]["payload"]["values"][1] == 7.5
+        await sync_to_async(Series.objects.filter(slug="cpu").update)(name="Processor")
+        _, update = await second.wait_for(lambda n, d: n == "update")
+        assert update["version"] > after["data"]["version"]
+        await second.close()
+    finally:
+        other.stop()
+
+
 async def test_several_subscriptions_in_one_request_each_get_a_reply(daphne):
     """
     Tests the `subscribe=` form: each subscription gets its own reply with its request_id,
