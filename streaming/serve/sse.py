@@ -1,7 +1,8 @@
 """
-The Server-Sent Events endpoint (docs/protocol.md, "Server-Sent Events"): the WebSocket
-protocol's frames over one long HTTP response, for networks that refuse WebSockets. Each
-frame is an event named after its action; subscriptions come in the query string.
+One response of the Server-Sent Events endpoint (docs/protocol.md, "Server-Sent Events"):
+the WebSocket protocol's frames over one long HTTP response, for networks that refuse
+WebSockets. Each frame is an event named after its action; subscriptions come in the query
+string (streaming/serve/sse_request.py).
 
 Updates reach it through the process's hub like a socket's. What waits to be written is
 bounded whatever the client reads: each key keeps only its newest update (latest-wins)
