@@ -1,5 +1,6 @@
 """
-A project's whole ASGI application in one import: HTTP to Django, /ws/stream/ to streaming/.
+A project's whole ASGI application in one import: HTTP to Django, /ws/stream/ and the
+Server-Sent Events endpoint /sse/stream/ to streaming/.
 
     # mysite/asgi.py
     import os
@@ -9,7 +10,8 @@ A project's whole ASGI application in one import: HTTP to Django, /ws/stream/ to
     from streaming.asgi import application
 
 A project with a ProtocolTypeRouter of its own uses websocket_application() as its
-"websocket" entry instead (docs/reference.md).
+"websocket" entry and sse_application(its HTTP application) as its "http" entry instead
+(docs/reference.md).
 """
 
 from typing import Any
@@ -25,6 +27,7 @@ from django.urls import URLPattern  # noqa: E402
 from streaming.serve.middleware import PathRouter, SessionUserMiddleware  # noqa: E402
 from streaming.serve.origin import OriginValidator  # noqa: E402
 from streaming.serve.routing import websocket_urlpatterns  # noqa: E402
+from streaming.serve.sse_endpoint import EventStreamRouter, serve  # noqa: E402
 
 
 def websocket_application(extra_patterns: list[URLPattern] | None = None) -> Any:
@@ -38,4 +41,14 @@ def websocket_application(extra_patterns: list[URLPattern] | None = None) -> Any
     return OriginValidator(inner)
 
 
-application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application()})
+def sse_application(fallback: Any = None) -> Any:
+    """
+    Returns the HTTP stack serving Server-Sent Events at /sse/stream/ with the session's user
+    (docs/protocol.md); every other request goes to `fallback` (Django), or gets a 404.
+    """
+    return EventStreamRouter(SessionUserMiddleware(serve), fallback)
+
+
+application = ProtocolTypeRouter(
+    {"http": sse_application(http_application), "websocket": websocket_application()}
+)

@@ -158,12 +158,14 @@
   function start() {
     const indicator = document.getElementById("connection-status");
     const client = new StreamClient(null, {
-      onStatus: function (status, reason) {
+      onStatus: function (status, reason, transport) {
         if (!indicator) return;
         indicator.textContent = statusLabels[status] || status;
         indicator.dataset.status = status;
         indicator.dataset.reason = reason || "";
-        indicator.title = reason ? "Live updates: " + status + " (" + (reasonLabels[reason] || reason) + ")" : "Live updates: " + status;
+        indicator.dataset.transport = transport || "";
+        const over = transport === "sse" ? " over Server-Sent Events" : "";
+        indicator.title = reason ? "Live updates: " + status + over + " (" + (reasonLabels[reason] || reason) + ")" : "Live updates: " + status + over;
       },
     });
     window.streamClient = client;

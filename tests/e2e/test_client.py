@@ -44,8 +44,11 @@ window.fire = (ms) => {
   timer.done = true; timer.fn(); return timer.ms;
 };
 window.pendingDelays = () => timers.filter(t => !t.done).map(t => t.ms);
+// WebSocket only: these tests drop sockets before they open, which "auto" would take for
+// a network refusing WebSockets (the SSE fallback: test_client_sse.py).
 window.client = new StreamClient("ws://test/ws/stream/", {
   onStatus: (s, why) => log.push(why ? ["status", s, why] : ["status", s]),
+  transport: "websocket",
 });
 window.subscribeLogged = (params) => client.subscribe("metrics.week", params, {
   onUpdate: (payload, version) => log.push(["update", version, payload]),

@@ -1,12 +1,14 @@
-"""streaming.asgi: the one-import application, and its WebSocket stack composed by hand."""
+"""streaming.asgi: the one-import application, its WebSocket stack by hand, its SSE route."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
-from channels.testing import WebsocketCommunicator
+from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.urls import path
 
 from settings import asgi as demo_asgi
@@ -76,3 +78,30 @@ async def test_websocket_urlpatterns_work_in_channels_own_stack():
     )
     assert await speaks_protocol(stack)
     assert await speaks_protocol(stack, "/ws/rooms/lobby/")
+
+
+async def test_application_routes_sse_stream_and_leaves_other_paths_to_django():
+    """
+    Tests that streaming.asgi.application answers /sse/stream/ itself (a 404 JSON reply for
+    an unknown stream, before any stream starts) and every other path through Django.
+    """
+    sse = HttpCommunicator(
+        asgi.application, "GET", "/sse/stream/?stream=no.such.stream", headers=ORIGIN
+    )
+    response = await sse.get_response(timeout=5)
+    assert response["status"] == 404
+    assert json.loads(response["body"])["errors"] == ["Not found, or not visible to you."]
+    django = HttpCommunicator(asgi.application, "GET", "/sse/stream/x", headers=ORIGIN)
+    other = await django.get_response(timeout=5)
+    assert other["status"] == 404
+    assert b"Not found, or not visible" not in other["body"]
+
+
+async def test_sse_application_without_fallback_serves_only_its_path():
+    """Tests that sse_application() alone answers other paths 404, and a foreign Host 400."""
+    alone = asgi.sse_application()
+    other = HttpCommunicator(alone, "GET", "/elsewhere/", headers=ORIGIN)
+    assert (await other.get_response(timeout=5))["status"] == 404
+    foreign = [(b"host", b"evil.example")]
+    hostile = HttpCommunicator(alone, "GET", "/sse/stream/?stream=x", headers=foreign)
+    assert (await hostile.get_response(timeout=5))["status"] == 400

@@ -13,15 +13,30 @@ export type Status = "connecting" | "connected" | "reconnecting";
  */
 export type StatusReason = "closed" | "stale" | "timeout" | "suspended";
 
+/** How the client talks to the server: a WebSocket, or Server-Sent Events (docs/protocol.md). */
+export type Transport = "websocket" | "sse";
+
 export interface StreamClientOptions {
-  /** Called on each change of status; `reason` is given with "reconnecting". */
-  onStatus?: (status: Status, reason?: StatusReason) => void;
+  /**
+   * Called on each change of status; `reason` is given with "reconnecting"; `transport` is
+   * the one in use.
+   */
+  onStatus?: (status: Status, reason: StatusReason | undefined, transport: Transport) => void;
   /** The reconnect backoff's first ceiling in ms (500). */
   minDelay?: number;
   /** The reconnect backoff's largest ceiling in ms (15000). */
   maxDelay?: number;
   /** How long the handshake and each subscribe reply may take, in ms (10000). */
   replyTimeout?: number;
+  /**
+   * "auto" (default): WebSocket, falling back to SSE for good when the WebSocket constructor
+   * throws or `fallbackAfter` connects in a row fail before any WebSocket ever opened.
+   */
+  transport?: "auto" | Transport;
+  /** The Server-Sent Events URL ("/sse/stream/" on this page's host). */
+  sseUrl?: string;
+  /** WebSocket connects failing in a row, none ever open, before "auto" uses SSE (3). */
+  fallbackAfter?: number;
 }
 
 export interface SubscriptionHandlers<Payload = unknown> {
@@ -53,6 +68,9 @@ export declare class StreamClient {
   /** Connects to `url` (default: /ws/stream/ on this page's host) at once. */
   constructor(url?: string | null, options?: StreamClientOptions);
   readonly url: string;
+  readonly sseUrl: string;
+  /** The transport in use: "sse" once "auto" fell back. */
+  readonly transport: Transport;
   readonly status: Status | null;
   readonly reason: StatusReason | null;
   /** The server's heartbeat interval in ms, once the current connection announced it. */

@@ -3,8 +3,10 @@
  * Connects, subscribes, reconnects with exponential backoff and jitter, resubscribes, and
  * applies an update only when its version is newer than the last one applied. It notices a
  * dead connection by the server's heartbeats and a reply that never comes, and checks its
- * connection when a sleeping or cached tab comes back. No build step: a plain <script> sets
- * window.StreamClient; client.mjs is the ES module form (types: client.d.ts).
+ * connection when a sleeping or cached tab comes back. Where WebSockets fail (a proxy that
+ * refuses them) it falls back to the Server-Sent Events endpoint, same frames one-way. No
+ * build step: a plain <script> sets window.StreamClient; client.mjs is the ES module form
+ * (types: client.d.ts).
  */
 (function (global) {
   "use strict";
@@ -12,14 +14,88 @@
   // A connection that brought no frame for this many heartbeat intervals is stale: two
   // heartbeats missed, plus half an interval for timers and a busy server.
   const STALE_INTERVALS = 2.5;
+  // readyState of an open WebSocket (and of the SSE stand-in); WebSocket may be undefined.
+  const OPEN = 1;
+  // The SSE events the server sends: the WebSocket's frames, named after their action.
+  const SSE_EVENTS = ["subscribe", "update", "gone", "revoked", "heartbeat"];
+
+  /**
+   * A WebSocket stand-in over EventSource (docs/protocol.md, "Server-Sent Events"): what the
+   * client "sends" (subscribe, unsubscribe) sets the subscriptions of one GET, reopened with
+   * all of them when they change; the server's frames come back as on a socket. It opens
+   * at once without subscriptions, so "open" means the server answered.
+   */
+  class EventSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.subscriptions = new Map();
+      this.source = null;
+      this._queued = false;
+      this._open();
+    }
+
+    send(text) {
+      const message = JSON.parse(text);
+      const id = JSON.stringify([message.stream, message.params]);
+      if (message.action === "subscribe") {
+        this.subscriptions.set(id, { stream: message.stream, params: message.params, request_id: message.request_id });
+      } else if (message.action === "unsubscribe") {
+        this.subscriptions.delete(id);
+      } else {
+        return;
+      }
+      // Subscribes sent together (on open, a page's charts) make one request.
+      if (this._queued) return;
+      this._queued = true;
+      Promise.resolve().then(() => {
+        this._queued = false;
+        if (this.readyState === OPEN) this._open();
+      });
+    }
+
+    close() {
+      this.readyState = 3;
+      if (this.source) this.source.close();
+      this.source = null;
+    }
+
+    _open() {
+      const query = [];
+      this.subscriptions.forEach((sub) => query.push("subscribe=" + encodeURIComponent(JSON.stringify(sub))));
+      const joiner = this.url.indexOf("?") < 0 ? "?" : "&";
+      const source = new EventSource(this.url + (query.length ? joiner + query.join("&") : ""));
+      // The new request re-sends every snapshot: nothing of the old one is needed.
+      if (this.source) this.source.close();
+      this.source = source;
+      const deliver = (event) => { if (this.source === source && this.onmessage) this.onmessage({ data: event.data }); };
+      SSE_EVENTS.forEach((name) => source.addEventListener(name, deliver));
+      source.onopen = () => {
+        if (this.source !== source || this.readyState !== 0) return;
+        this.readyState = OPEN;
+        if (this.onopen) this.onopen({});
+      };
+      // EventSource would reconnect by itself; the client's own backoff and resubscribe do.
+      source.onerror = () => {
+        if (this.source !== source) return;
+        this.close();
+        if (this.onclose) this.onclose({});
+      };
+    }
+  }
 
   class StreamClient {
     /**
      * url: the WebSocket URL (default: /ws/stream/ on this host).
-     * options.onStatus(status, reason): status is "connecting", "connected" or "reconnecting";
-     *   reason says why it is reconnecting: "closed", "stale", "timeout" or "suspended".
+     * options.onStatus(status, reason, transport): status is "connecting", "connected" or
+     *   "reconnecting"; reason says why it is reconnecting: "closed", "stale", "timeout" or
+     *   "suspended"; transport is "websocket" or "sse".
      * options.minDelay, options.maxDelay: the reconnect backoff's bounds in ms.
      * options.replyTimeout: ms to wait for the handshake or a subscribe reply (10 s).
+     * options.transport: "auto" (WebSocket, falling back to SSE), "websocket" or "sse".
+     * options.sseUrl: the Server-Sent Events URL (default: /sse/stream/ on this host).
+     * options.fallbackAfter: WebSocket connects failing in a row, none ever open, before
+     *   "auto" switches to SSE for good (3).
      */
     constructor(url, options) {
       options = options || {};
@@ -29,9 +105,22 @@
       this.minDelay = options.minDelay || 500;
       this.maxDelay = options.maxDelay || 15000;
       this.replyTimeout = options.replyTimeout || 10000;
+      this.sseUrl = options.sseUrl || "/sse/stream/";
+      this.fallbackAfter = options.fallbackAfter || 3;
+      const mode = options.transport || "auto";
+      const hasSse = typeof global.EventSource === "function";
+      this._mayFallBack = mode === "auto" && hasSse;
+      this.transport = mode === "sse" || (this._mayFallBack && typeof global.WebSocket !== "function") ? "sse" : "websocket";
+      // WebSocket connects that failed before opening, while none has ever opened.
+      this._failedOpens = 0;
+      this._opened = false;
+      this._socketOpened = false;
       this.subscriptions = new Set();
       // request_id -> {sub, timer}: subscribes sent on the current socket, not answered yet.
       this.pending = new Map();
+      // request_id -> sub: answered ones. An SSE request re-sends their replies when it is
+      // reopened with a changed set of subscriptions: fresh snapshots.
+      this.answered = new Map();
       this.nextRequestId = 1;
       this.attempt = 0;
       this.socket = null;
@@ -98,7 +187,7 @@
     }
 
     _isOpen() {
-      return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+      return this.socket !== null && this.socket.readyState === OPEN;
     }
 
     _isStale() {
@@ -109,7 +198,7 @@
       if (status === this.status) return;
       this.status = status;
       this.reason = reason || null;
-      this.onStatus(status, reason);
+      this.onStatus(status, reason, this.transport);
     }
 
     _listen() {
@@ -134,22 +223,31 @@
 
     _connect() {
       this._retryTimer = null;
-      this._setStatus(this.status === null ? "connecting" : "reconnecting", this.reason);
+      const first = this.status === null || this.status === "connecting";
+      this._setStatus(first ? "connecting" : "reconnecting", this.reason);
       this.keepalive = null;
       let socket;
       try {
-        socket = new WebSocket(this.url);
+        socket = this.transport === "sse" ? new EventSocket(this.sseUrl) : new WebSocket(this.url);
       } catch (e) {
         this.socket = null;
+        // A browser or policy without WebSockets throws here: SSE at once.
+        if (this._fallBack()) {
+          this._connect();
+          return;
+        }
         this._scheduleReconnect();
         return;
       }
       this.socket = socket;
+      this._socketOpened = false;
       // A server that accepts TCP but never completes the handshake (frozen, overloaded).
       this._openTimer = setTimeout(() => { if (this.socket === socket) this._fail("timeout"); }, this.replyTimeout);
       socket.onopen = () => {
         if (this.socket !== socket) return;
         clearTimeout(this._openTimer);
+        this._socketOpened = true;
+        if (this.transport === "websocket") this._opened = true;
         this.lastFrameAt = Date.now();
         // The backoff restarts only once a connection has held for a while: a server that
         // accepts and drops at once must not be hammered at the shortest delay.
@@ -174,10 +272,23 @@
     }
 
     _lose(reason) {
+      const unopened = this.socket !== null && !this._socketOpened;
       this.socket = null;
       this._clearTimers();
+      if (unopened && !this._opened && this.transport === "websocket") {
+        this._failedOpens += 1;
+        if (this._failedOpens >= this.fallbackAfter) this._fallBack();
+      }
       this._setStatus("reconnecting", reason);
       this._scheduleReconnect();
+    }
+
+    /** Switches "auto" from WebSocket to SSE; returns whether it did. */
+    _fallBack() {
+      if (!this._mayFallBack || this.transport === "sse" || this._opened) return false;
+      this.transport = "sse";
+      this.attempt = 0;
+      return true;
     }
 
     _suspend() {
@@ -199,6 +310,7 @@
       this._staleTimer = null;
       this.pending.forEach((entry) => clearTimeout(entry.timer));
       this.pending.clear();
+      this.answered.clear();
     }
 
     _scheduleReconnect() {
@@ -245,7 +357,9 @@
           this.pending.delete(id);
         }
       });
-      if (this._isOpen() && sub.key !== null && !sub.gone) {
+      this.answered.forEach((answered, id) => { if (answered === sub) this.answered.delete(id); });
+      // Over SSE an unsubscribe only drops it from the next request: always sent.
+      if (this._isOpen() && ((sub.key !== null && !sub.gone) || this.transport === "sse")) {
         this._send({ action: "unsubscribe", stream: sub.stream, params: sub.params });
       }
     }
@@ -281,16 +395,23 @@
       }
       // Anything else is a reply to a request, or an action this client does not know.
       const entry = this.pending.get(message.request_id);
-      if (!entry) return;
-      const sub = entry.sub;
-      clearTimeout(entry.timer);
-      this.pending.delete(message.request_id);
+      let sub;
+      if (entry) {
+        sub = entry.sub;
+        clearTimeout(entry.timer);
+        this.pending.delete(message.request_id);
+      } else {
+        // A reply sent again (SSE): a fresh snapshot, or its key gone meanwhile.
+        sub = this.answered.get(message.request_id);
+        if (!sub || (message.response_status !== 200 && sub.key === null)) return;
+      }
       if (message.action !== "subscribe" || !this.subscriptions.has(sub)) return;
+      this.answered.set(message.request_id, sub);
       if (message.response_status === 200) {
-        // A subscribe reply replaces the state unconditionally (docs/protocol.md): after a
-        // Redis restart its version may be below the one held, and it is still the newest.
+        // A subscribe reply replaces the state unconditionally (docs/protocol.md). One sent
+        // again (SSE) was read after everything this request brought: newer only.
         sub.key = message.data.key;
-        sub.version = -1;
+        if (entry) sub.version = -1;
         this._apply(sub, { action: "update", version: message.data.version, payload: message.data.payload, key: sub.key });
       } else if (message.response_status === 404 && sub.key !== null) {
         // The key existed when subscribed: it was deleted while the connection was down.
