@@ -35,7 +35,7 @@ test-sqlite: venv ## The suite on SQLite, installing nothing
 # The protocol and write-path tests again, with their servers run by uvicorn.
 UVICORN_TESTS := $(addprefix tests/streaming/,test_write_paths.py test_capture.py \
 	test_hostile_socket.py test_access.py test_generic_app.py test_reconnect.py \
-	test_multi_server.py test_origin.py test_end_to_end_smoke.py test_faults.py)
+	test_multi_server.py test_origin.py test_end_to_end_smoke.py test_faults.py test_sse.py)
 
 test-uvicorn: venv ## The protocol and write-path tests under uvicorn (SQLite)
 	env -u DATABASE_URL TEST_ASGI_SERVER=uvicorn $(PY) -m pytest $(UVICORN_TESTS)
