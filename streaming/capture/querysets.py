@@ -21,6 +21,7 @@ from django.db import connections, models, transaction
 from django.db.models.deletion import Collector
 
 from streaming.capture.signals import lock_arguments, others_listen_to_deletes, schedule_objects
+from streaming.publish.publisher import publisher
 from streaming.registry import key_fields
 
 Row = dict[str, Any]
@@ -36,6 +37,7 @@ class StreamingQuerySet(models.QuerySet):
             # Nothing to read, or an update Django refuses with its own error.
             return super().update(**kwargs)
         self._for_write = True
+        publisher.prepare(self.db)
         meta = self.model._meta
         moves = _attnames(meta, kwargs) & set(fields)
         with transaction.atomic(using=self.db, savepoint=False):
@@ -57,6 +59,7 @@ class StreamingQuerySet(models.QuerySet):
         # As QuerySet.delete() does: find and delete on the database written to.
         chained = self._chain()  # type: ignore[attr-defined]
         chained._for_write = True
+        publisher.prepare(chained.db)
         chained.query.select_for_update = False
         chained.query.select_related = False
         chained.query.clear_ordering(force=True)
@@ -93,6 +96,7 @@ class StreamingQuerySet(models.QuerySet):
         if not fields or not objs:
             return create(objs)
         self._for_write = True
+        publisher.prepare(self.db)
         match = self._match_fields(unique_fields) if update_conflicts else []
         with transaction.atomic(using=self.db, savepoint=False):
             before = self._rows_matching(objs, match, fields, lock=True) if match else []
@@ -110,6 +114,7 @@ class StreamingQuerySet(models.QuerySet):
         if not watched or not objs:
             return super().bulk_update(objs, fields, batch_size)
         self._for_write = True
+        publisher.prepare(self.db)
         pks = [obj.pk for obj in objs]
         with transaction.atomic(using=self.db, savepoint=False):
             # The rows' keys, not the objects': an object may hold a stale position.

@@ -7,6 +7,11 @@ save() only drops its keys into a dict and returns (microseconds, whatever the n
 subscribers). One thread per process then reads the keys' payloads and their version in
 one database snapshot, encodes each once and group_sends it over one long-lived connection.
 A key written again before the thread reaches it is sent once, with the latest state.
+
+The thread starts when a process first writes an observed model (pre_save, a bulk call):
+it imports and connects what a broadcast needs (the channel layer, its Redis connection,
+the database connection it reads from) while the write is still on its way to the commit.
+A process that never writes starts nothing and imports no channel layer backend.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import weakref
 from collections import defaultdict
 from typing import Any
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import InMemoryChannelLayer
 from django.db import connections
 
@@ -33,9 +39,12 @@ from streaming.registry import AllKeys, StreamNotFound, get_stream
 logger = logging.getLogger("streaming.publish.publisher")
 
 Item = tuple[str, "str | AllKeys"]
+_IN_MEMORY = f"{InMemoryChannelLayer.__module__}.{InMemoryChannelLayer.__qualname__}"
 
 # Seconds without work after which the sender closes its database connections.
 _IDLE_SECONDS = 2.0
+# A group nobody joins: one group_send to it opens the channel layer's connection.
+_WARM_GROUP = "streaming.warm-up"
 
 
 class Publisher:
@@ -51,6 +60,7 @@ class Publisher:
         self._pid = 0
         self._exit_registered = False
         self._close_requests: list[threading.Event] = []
+        self._warm_alias: str | None = None
 
     def enqueue(self, items: list[tuple[str, str | AllKeys, str]]) -> None:
         """Queues (stream, key, using) items for sending; never raises."""
@@ -68,6 +78,17 @@ class Publisher:
                 self._cond.notify_all()
         except Exception:
             logger.exception("streaming: could not queue %d broadcast(s)", len(items))
+
+    def prepare(self, using: str | None = None) -> None:
+        """Starts the sender ahead of a write, so that its first broadcast waits on nothing."""
+        try:
+            if self._alive() or not reaches_anyone():
+                return
+            with self._cond:
+                self._warm_alias = using
+                self._ensure_thread()
+        except Exception:
+            logger.exception("streaming: could not prepare the broadcaster")
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Waits until everything queued was sent (or given up); returns False on timeout."""
@@ -108,6 +129,7 @@ class Publisher:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
+        self._warm(loop)
         while True:
             with self._cond:
                 if not self._pending and not self._close_requests:
@@ -138,6 +160,16 @@ class Publisher:
                     self._cond.notify_all()
             if retry:
                 time.sleep(0.5)
+
+    def _warm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Imports and connects what a broadcast needs; a failure here is retried by _send."""
+        try:
+            layer = channel_layer()
+            if not isinstance(layer, InMemoryChannelLayer):
+                loop.run_until_complete(layer.group_send(_WARM_GROUP, {"type": "streaming.warm"}))
+            connections[snapshot.alias_for(self._warm_alias)].ensure_connection()
+        except Exception:
+            logger.debug("streaming: warming the broadcaster failed", exc_info=True)
 
     def _retryable(self, failed: dict[Item, tuple[str, float]]) -> dict[Item, tuple[str, float]]:
         """Returns the failed items still within their retry window; logs the rest."""
@@ -269,9 +301,23 @@ def reaches_anyone() -> bool:
     Returns whether this process's broadcasts can reach a socket: over a shared channel layer,
     or to this process's own hub. Otherwise the servers' relays deliver from the database.
     """
-    if not isinstance(channel_layer(), InMemoryChannelLayer):
+    if not _in_memory_layer():
         return True
     return local_loop() is not None
+
+
+def _in_memory_layer() -> bool:
+    """
+    Returns whether the default channel layer is the in-memory one, from the settings alone
+    when it was not made yet: making it imports its backend (redis-py: ~100 ms), which the
+    sender thread does, not the caller's save().
+    """
+    from channels.layers import channel_layers
+
+    if DEFAULT_CHANNEL_LAYER in channel_layers.backends:
+        return isinstance(channel_layer(), InMemoryChannelLayer)
+    config = channel_layers.configs.get(DEFAULT_CHANNEL_LAYER)
+    return config is None or config.get("BACKEND") == _IN_MEMORY
 
 
 def serve_locally(loop: asyncio.AbstractEventLoop) -> None:
