@@ -4,11 +4,12 @@ The cost of the database capture: the same build with its triggers and without t
 `python -m bench.capture [--databases sqlite,postgresql] [--saves 400] [--bulks 15]`
 migrates two scratch databases of each kind, drops the capture triggers from one
 (bench.scratch.drop_capture) and, in one process, alternates the same writes between them:
-one create() per transaction (autocommit), one save() of an existing row, and
-bulk_create() of 1,000 rows. Alternating puts both sides under the same load from elsewhere.
-No channel layer is configured and no server runs, so the broadcaster sends nothing on
-either side: what differs is the triggers' work inside the writer's transaction. Prints
-each side's median and the ratio against the targets (save <= 1.15x, bulk <= 1.25x).
+one create() per transaction (autocommit), one save() of an existing row, 100 create()
+in one transaction, and bulk_create() of 1,000 rows. Alternating puts both sides under the
+same load from elsewhere. No channel layer is configured and no server runs, so the
+broadcaster sends nothing on either side: what differs is the triggers' work inside the
+writer's transaction. Prints each side's median and the ratio against the targets
+(save <= 1.15x, bulk <= 1.25x).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from bench.scratch import drop_capture, postgres_available, postgres_database
 from bench.targets import ROOT
 
 BULK = 1_000
-TARGETS = {"create": 1.15, "save": 1.15, "bulk_create": 1.25}
+ATOMIC = 100
+TARGETS = {"create": 1.15, "save": 1.15, "atomic_creates": 1.15, "bulk_create": 1.25}
 
 
 def measure(saves: int, bulks: int) -> dict[str, dict[str, list[float]]]:
@@ -39,6 +41,7 @@ def measure(saves: int, bulks: int) -> dict[str, dict[str, list[float]]]:
 
     django.setup()
     from django.core.management import call_command
+    from django.db import transaction
     from django.utils import timezone
 
     from metrics.models import Metric, Series
@@ -74,6 +77,13 @@ def measure(saves: int, bulks: int) -> dict[str, dict[str, list[float]]]:
             metric = existing[side]
             metric.value = counter
             timed(side, "save", metric.save, using=alias)
+
+    def creates(alias: str, side: str, base: int) -> None:
+        with transaction.atomic(using=alias):
+            for i in range(ATOMIC):
+                at = start + timedelta(minutes=base, microseconds=i)
+                Metric.objects.db_manager(alias).create(series=series[side], timestamp=at, value=i)
+
     for round_ in range(bulks + 1):
         for side, alias in sides.items() if round_ % 2 else reversed(sides.items()):
             counter += 1
@@ -86,6 +96,7 @@ def measure(saves: int, bulks: int) -> dict[str, dict[str, list[float]]]:
                 for i in range(BULK)
             ]
             timed(side, "bulk_create", Metric.objects.db_manager(alias).bulk_create, rows)
+            timed(side, "atomic_creates", creates, alias, side, counter)
     return {side: {what: v[1:] for what, v in kinds.items()} for side, kinds in times.items()}
 
 
@@ -131,7 +142,10 @@ def lines(figures: dict[str, Any]) -> list[str]:
     out = []
     for what, limit in TARGETS.items():
         f = figures[what]
-        label = f"{what} of {BULK:,} rows" if what == "bulk_create" else f"one {what}()"
+        label = {
+            "bulk_create": f"bulk_create of {BULK:,} rows",
+            "atomic_creates": f"{ATOMIC} create() in one transaction",
+        }.get(what, f"one {what}()")
         mark = "met" if f["ratio"] <= limit else "NOT MET"
         out.append(
             f"capture cost, {figures['vendor']}, {label}: {f['on_ms']:.3f} ms vs "
