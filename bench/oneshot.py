@@ -2,8 +2,9 @@
 The one-shot ORM script: a fresh process sets Django up, reads its series, creates one
 Metric and exits. How long from its commit until a subscribed page holds the value?
 
-`python -m bench.oneshot [--runs 5] [--modes redis,relay]` starts this project's server
-(daphne, a fresh SQLite file), subscribes one client, then runs the script RUNS times, one
+`python -m bench.oneshot [--runs 5] [--modes redis,relay] [--database sqlite|postgresql]`
+starts this project's server (daphne, a fresh SQLite file or scratch PostgreSQL database,
+bench/scratch.py), subscribes one client, then runs the script RUNS times, one
 fresh process after another. Modes: `redis`, the pub/sub channel layer (the script's own
 broadcast races the server's relay); `relay`, no Redis at all (the script sends nothing, the
 server's relay polls the database). Prints each run and the median and max against the
@@ -20,9 +21,11 @@ import json
 import statistics
 import sys
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from bench.clients import Swarm
+from bench.scratch import postgres_database
 from bench.targets import ROOT, ProjectTarget
 
 TARGET_MEDIAN, TARGET_MAX = 0.030, 0.100
@@ -101,16 +104,17 @@ async def _runs(target: ProjectTarget, series: str, runs: int) -> list[dict[str,
     return out
 
 
-def measure(mode: str, runs: int) -> list[dict[str, float]]:
+def measure(mode: str, runs: int, database: str = "sqlite") -> list[dict[str, float]]:
     """Runs `runs` one-shot scripts against a fresh server in `mode`; returns their marks."""
     target = ProjectTarget() if mode == "redis" else RelayOnlyTarget()
-    target.start()
-    try:
+    with ExitStack() as stack:
+        if database == "postgresql":
+            target.database_url = stack.enter_context(postgres_database(f"bench_oneshot_{mode}"))
+        target.start()
+        stack.callback(target.stop)
         series = f"oneshot-{mode}"
         target.prepare(series)
         return asyncio.run(_runs(target, series, runs))
-    finally:
-        target.stop()
 
 
 def summary(marks: list[dict[str, float]]) -> dict[str, Any]:
@@ -151,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--modes", default="redis,relay")
+    parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
     args = parser.parse_args(argv)
     for mode in args.modes.split(","):
-        print("\n".join(lines(mode, summary(measure(mode, args.runs)))), flush=True)
+        result = summary(measure(mode, args.runs, args.database))
+        print("\n".join(lines(f"{mode}, {args.database}", result)), flush=True)
     return 0
 
 
