@@ -2,8 +2,12 @@
 `make bench`: the same workload against this project, the DCRF peer and the raw limit,
 in one run, printed as a table with ratios (docs/benchmarks.md explains every figure).
 
-python -m bench.run [--full] [--repeat K] [--profile] [--no-stall] [--targets raw,project,dcrf]
-                    [--n 1,100,1000] [--json PATH]
+python -m bench.run [--full] [--repeat K] [--profile] [--no-stall] [--no-extras]
+                    [--targets raw,project,dcrf] [--n 1,100,1000] [--json PATH]
+
+After the matrix (unless --no-extras): the one-shot script (bench/oneshot.py), the cost of
+the database capture (bench/capture.py, fewer samples than its own default) and the bulk
+ingest under subscription (bench/ingest.py, with Redis), each against its target.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import capture, ingest, oneshot, report
 from bench.measures import phase
 from bench.profile import Sampler, summarize
+from bench.scratch import postgres_available
 from bench.stall import STALLED, run_stall
 from bench.targets import ROOT, TARGETS, ProjectTarget, Target
 
@@ -153,6 +158,27 @@ def best(tries: list[dict[str, Any]]) -> dict[str, Any]:
     return {**chosen, **first, "tries": len(tries)}
 
 
+def run_extras() -> list[tuple[dict[str, Any], list[str]]]:
+    """Runs the one-shot, capture-cost and ingest measures; returns (figures, lines) each."""
+    out: list[tuple[dict[str, Any], list[str]]] = []
+    for mode in ("redis", "relay"):
+        print(f"bench: one-shot scripts, {mode} ...", file=sys.stderr, flush=True)
+        shot = oneshot.summary(oneshot.measure(mode, 5))
+        out.append(({"oneshot": mode, **shot}, oneshot.lines(mode, shot)))
+    for vendor in ("sqlite", "postgresql"):
+        if vendor == "postgresql" and not postgres_available():
+            out.append(({"capture": vendor, "skipped": True}, [f"capture cost, {vendor}: skipped"]))
+            continue
+        print(f"bench: cost of capture, {vendor} ...", file=sys.stderr, flush=True)
+        cost = capture.run(vendor, saves=200, bulks=8)
+        out.append(({"capture": vendor, **cost}, capture.lines(cost)))
+    print("bench: bulk ingest ...", file=sys.stderr, flush=True)
+    rows, batch = 100_000, 1_000
+    fed = ingest.measure("redis", rows, batch)
+    out.append(({"ingest": "redis", **fed}, ingest.lines("redis", rows, fed)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the plan and prints the table; returns the exit status."""
     parser = argparse.ArgumentParser(description="The benchmark of docs/benchmarks.md.")
@@ -162,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
     parser.add_argument("--profile", action="store_true", help="py-spy each paced phase")
     parser.add_argument("--no-stall", action="store_true", help="skip the slow-client runs")
+    parser.add_argument(
+        "--no-extras", action="store_true", help="skip the one-shot, capture and ingest rows"
+    )
     parser.add_argument(
         "--repeat", type=int, default=2, help="rounds of raw and project at N=1000 (best p99 kept)"
     )
@@ -199,18 +228,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for target in targets.values():
             target.stop()
+    extras = [] if args.no_extras else run_extras()
     elapsed = time.time() - began
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"elapsed": elapsed, "cores": os.cpu_count(), "load_before": load}
     meta["load_after"] = os.getloadavg()
-    out.write_text(json.dumps({**meta, "results": results, "stalls": stalls}, indent=1))
+    data = {**meta, "results": results, "stalls": stalls, "extras": [e for e, _ in extras]}
+    out.write_text(json.dumps(data, indent=1))
     print(report.table(results))
     if stalls:
         print()
         print(report.stall_table(stalls))
     print()
     print(report.targets(results))
+    if extras:
+        print()
+        print("more targets (one-shot script, cost of capture, bulk ingest):")
+        print("\n".join(line for _, shown in extras for line in shown))
     print(
         f"\n{elapsed:.0f} s in all on {os.cpu_count()} cores; load average "
         f"{load[0]:.1f} before, {meta['load_after'][0]:.1f} after; figures in {out}"

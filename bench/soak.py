@@ -1,7 +1,9 @@
 """
 `make soak`: 1,000 subscribers and 50 writes/s for 60 s against daphne, while 5 % of the
 clients drop and reconnect at random. Reports errors, lost updates (a client whose final
-state differs from the database's) and the server's RSS over time (docs/benchmarks.md).
+state differs from the database's), the server's RSS over time, and the change log's size
+(rows in streaming_change, every 5 s) with its trend once the retention has passed: the
+relay prunes what is older than CHANGE_RETENTION_SECONDS (docs/benchmarks.md).
 
 Run as `python -m bench.soak [--clients N] [--rate W] [--seconds S] [--series K]`.
 """
@@ -13,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -96,6 +99,12 @@ class Site:
         """Returns daphne's resident memory in MiB."""
         assert self.server is not None
         return psutil.Process(self.server.pid).memory_info().rss / MIB
+
+    def change_log_rows(self) -> int:
+        """Returns how many rows the change log holds now (a read-only connection)."""
+        uri = f"file:{self.dir / 'db.sqlite3'}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=30) as db:
+            return int(db.execute("SELECT COUNT(*) FROM streaming_change").fetchone()[0])
 
     def get_json(self, path: str) -> Any:
         """Returns a GET's JSON body."""
@@ -265,10 +274,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         flappers = random.sample(clients, round(args.clients * args.reconnect_share))
         tasks = [asyncio.get_running_loop().create_task(flap(c, until)) for c in flappers]
         writer = site.spawn(WRITER.format(rate=args.rate, seconds=args.seconds))
+        log = [(0.0, site.change_log_rows())]
         while writer.poll() is None:
             await asyncio.sleep(0.2)
             if time.monotonic() - start - rss[-1][0] >= 10:
                 rss.append((time.monotonic() - start, site.rss()))
+            if time.monotonic() - start - log[-1][0] >= 5:
+                rows = await asyncio.to_thread(site.change_log_rows)
+                log.append((time.monotonic() - start, rows))
         written = json.loads(writer.stdout.read().strip().splitlines()[-1])
         await asyncio.gather(*tasks)
         rss.append((time.monotonic() - start, site.rss()))
@@ -290,7 +303,23 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "error_samples": errors[:5],
         "lost_updates": lost,
         "rss_mib": [[round(t), round(m, 1)] for t, m in rss],
+        "change_log": [[round(t), n] for t, n in log],
+        "change_log_trend": trend(log, args.retention),
     }
+
+
+def trend(samples: list[tuple[float, int]], retention: float) -> float | None:
+    """
+    Returns the least-squares slope (rows per second) of the change log's size over the
+    samples taken after the first `retention` + 10 s (once pruning keeps pace), if >= 3.
+    """
+    steady = [(t, n) for t, n in samples if t >= retention + 10]
+    if len(steady) < 3:
+        return None
+    mt = sum(t for t, _ in steady) / len(steady)
+    mn = sum(n for _, n in steady) / len(steady)
+    var = sum((t - mt) ** 2 for t, _ in steady)
+    return sum((t - mt) * (n - mn) for t, n in steady) / var
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--series", type=int, default=20, help="keys the clients spread over")
     parser.add_argument("--reconnect-share", type=float, default=0.05)
+    parser.add_argument(
+        "--retention", type=float, default=60.0, help="the server's CHANGE_RETENTION_SECONDS"
+    )
     args = parser.parse_args(argv)
     figures = asyncio.run(soak(args))
     print(json.dumps(figures))
@@ -309,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
         f"errors: {figures['errors']}   lost updates: {figures['lost_updates']}   "
         f"reconnects: {figures['reconnects']}   writes: {figures['writes']}   "
         f"RSS: {rss[0][1]:.0f} MiB at start, {rss[-1][1]:.0f} MiB at end"
+    )
+    log, slope = figures["change_log"], figures["change_log_trend"]
+    shown = "n/a (run longer than the retention + 25 s)" if slope is None else f"{slope:+.2f}"
+    print(
+        f"change log: {log[-1][1]} rows at end, max {max(n for _, n in log)} "
+        f"(writes/s x retention = {args.rate * args.retention:.0f}); trend after "
+        f"{args.retention + 10:.0f} s: {shown} rows/s"
     )
     return 0 if figures["errors"] == 0 and figures["lost_updates"] == 0 else 1
 

@@ -33,6 +33,8 @@ class Target:
         self.port = free_port()
         self.server: subprocess.Popen[bytes] | None = None
         self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115
+        # A scratch PostgreSQL database instead of the SQLite file (bench/oneshot.py).
+        self.database_url: str | None = None
 
     @property
     def ws_url(self) -> str:
@@ -48,7 +50,7 @@ class Target:
     def env(self) -> dict[str, str]:
         """Returns the environment of the server and of the writer."""
         env = dict(os.environ, PYTHONPATH=str(ROOT), REDIS_URL=self.redis.url)
-        env["DATABASE_URL"] = f"sqlite:///{self.dir / 'db.sqlite3'}"
+        env["DATABASE_URL"] = self.database_url or f"sqlite:///{self.dir / 'db.sqlite3'}"
         return env
 
     def start(self) -> None:

@@ -24,6 +24,7 @@ from django.db import DatabaseError, connections, models, transaction
 
 from streaming.capture.django_private import KeysReadCollector
 from streaming.capture.signals import others_listen_to_deletes, schedule_objects
+from streaming.publish.publisher import publisher
 from streaming.registry import key_fields
 
 logger = logging.getLogger("streaming.capture.querysets")
@@ -41,6 +42,7 @@ class StreamingQuerySet(models.QuerySet):
             # Nothing to read, or an update Django refuses with its own error.
             return super().update(**kwargs)
         self._for_write = True
+        publisher.prepare(self.db)
         meta = self.model._meta
         moves = _attnames(meta, kwargs) & set(fields)
         before = self._key_rows(fields)
@@ -62,6 +64,7 @@ class StreamingQuerySet(models.QuerySet):
         # As QuerySet.delete() does: find and delete on the database written to.
         chained = self._chain()  # type: ignore[attr-defined]
         chained._for_write = True
+        publisher.prepare(chained.db)
         chained.query.select_for_update = False
         chained.query.select_related = False
         chained.query.clear_ordering(force=True)
@@ -100,6 +103,7 @@ class StreamingQuerySet(models.QuerySet):
         if not fields or not objs:
             return create(objs)
         self._for_write = True
+        publisher.prepare(self.db)
         match = self._match_fields(unique_fields) if update_conflicts else []
         with transaction.atomic(using=self.db, savepoint=False):
             before = self._rows_matching(objs, match, fields) if match else []
@@ -117,6 +121,7 @@ class StreamingQuerySet(models.QuerySet):
         if not watched or not objs:
             return super().bulk_update(objs, fields, batch_size)
         self._for_write = True
+        publisher.prepare(self.db)
         pks = [obj.pk for obj in objs]
         with transaction.atomic(using=self.db, savepoint=False):
             # The rows' keys, not the objects': an object may hold a stale position.

@@ -18,6 +18,7 @@ from django.db.models.signals import post_delete, post_save, pre_delete, pre_sav
 from streaming import registry
 from streaming.capture.django_private import others_receive
 from streaming.capture.transactions import schedule
+from streaming.publish.publisher import publisher
 
 logger = logging.getLogger("streaming.capture.signals")
 
@@ -43,6 +44,8 @@ def _before_save(
 ) -> None:
     if raw and not any(stream.include_raw for stream, _ in registry.sources_for(sender)):
         return
+    # The broadcaster warms up while this write goes on to its commit.
+    publisher.prepare(using)
     setattr(instance, _STORED, stored_keys_row(sender, instance, using))
 
 
@@ -71,6 +74,7 @@ def _before_delete(
     origin: Any = None,
     **kwargs: Any,
 ) -> None:
+    publisher.prepare(using)
     # A cascade or QuerySet.delete() loaded its rows just now; an instance deleted by
     # itself may have been loaded long ago, and moved since by another process.
     if origin is instance:

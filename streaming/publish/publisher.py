@@ -7,6 +7,11 @@ save() only drops its keys into a dict and returns (microseconds, whatever the n
 subscribers). One thread per process then reads the keys' payloads and their version in
 one database snapshot, encodes each once and group_sends it over one long-lived connection.
 A key written again before the thread reaches it is sent once, with the latest state.
+
+The thread starts when a process first writes an observed model (pre_save, a bulk call):
+it imports and connects what a broadcast needs (the channel layer, its Redis connection,
+the database connection it reads from) while the write is still on its way to the commit.
+A process that never writes starts nothing and imports no channel layer backend.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -28,6 +32,7 @@ from streaming import protocol
 from streaming.conf import channel_layer, streaming_settings
 from streaming.ops.stats import stats
 from streaming.publish import snapshot
+from streaming.publish.layer import group_send_all, reaches_anyone
 from streaming.registry import AllKeys, StreamNotFound, get_stream
 
 logger = logging.getLogger("streaming.publish.publisher")
@@ -36,6 +41,8 @@ Item = tuple[str, "str | AllKeys"]
 
 # Seconds without work after which the sender closes its database connections.
 _IDLE_SECONDS = 2.0
+# A group nobody joins: one group_send to it opens the channel layer's connection.
+_WARM_GROUP = "streaming.warm-up"
 
 
 class Publisher:
@@ -52,6 +59,7 @@ class Publisher:
         self._pid = 0
         self._exit_registered = False
         self._close_requests: list[threading.Event] = []
+        self._warm_alias: str | None = None
 
     def enqueue(self, items: list[tuple[str, str | AllKeys, str]]) -> None:
         """Queues (stream, key, using) items for sending; never raises."""
@@ -74,6 +82,17 @@ class Publisher:
         """Returns whether this process is about to send `key` (queued, or being sent)."""
         item = (stream, key)
         return item in self._pending or item in self._sending
+
+    def prepare(self, using: str | None = None) -> None:
+        """Starts the sender ahead of a write, so that its first broadcast waits on nothing."""
+        try:
+            if self._alive() or not reaches_anyone():
+                return
+            with self._cond:
+                self._warm_alias = using
+                self._ensure_thread()
+        except Exception:
+            logger.exception("streaming: could not prepare the broadcaster")
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Waits until everything queued was sent (or given up); returns False on timeout."""
@@ -114,6 +133,7 @@ class Publisher:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
+        self._warm(loop)
         while True:
             with self._cond:
                 if not self._pending and not self._close_requests:
@@ -146,6 +166,16 @@ class Publisher:
                     self._cond.notify_all()
             if retry:
                 time.sleep(0.5)
+
+    def _warm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Imports and connects what a broadcast needs; a failure here is retried by _send."""
+        try:
+            layer = channel_layer()
+            if not isinstance(layer, InMemoryChannelLayer):
+                loop.run_until_complete(layer.group_send(_WARM_GROUP, {"type": "streaming.warm"}))
+            connections[snapshot.alias_for(self._warm_alias)].ensure_connection()
+        except Exception:
+            logger.debug("streaming: warming the broadcaster failed", exc_info=True)
 
     def _retryable(self, failed: dict[Item, tuple[str, float]]) -> dict[Item, tuple[str, float]]:
         """Returns the failed items still within their retry window; logs the rest."""
@@ -190,7 +220,7 @@ class Publisher:
                 if bad:
                     stats.add("send_failures", stream_name, len(bad))
                     failed.update({(stream_name, k): batch[(stream_name, k)] for k in bad})
-                loop.run_until_complete(_group_send_all(outgoing))
+                loop.run_until_complete(group_send_all(outgoing))
             except StreamNotFound:
                 continue
             except Exception as exc:
@@ -272,46 +302,4 @@ def _log_sent(
     )
 
 
-def reaches_anyone() -> bool:
-    """
-    Returns whether this process's broadcasts can reach a socket: over a shared channel layer,
-    or to this process's own hub. Otherwise the servers' relays deliver from the database.
-    """
-    if not isinstance(channel_layer(), InMemoryChannelLayer):
-        return True
-    return local_loop() is not None
-
-
-def serve_locally(loop: asyncio.AbstractEventLoop) -> None:
-    """Called by a server's hub: broadcasts of this process may be handed to its loop."""
-    _local_loops.add(loop)
-
-
-def local_loop() -> asyncio.AbstractEventLoop | None:
-    """Returns the event loop of this process's running hub, if there is one."""
-    for loop in list(_local_loops):
-        if loop.is_running() and not loop.is_closed():
-            return loop
-    return None
-
-
-async def _group_send_all(outgoing: list[tuple[str, dict[str, Any]]]) -> None:
-    layer = channel_layer()
-    if isinstance(layer, InMemoryChannelLayer):
-        # One process only: hand the messages to the hub's own event loop, the only place
-        # an in-memory layer can be used from.
-        loop = local_loop()
-        if loop is None:
-            return
-        future = asyncio.run_coroutine_threadsafe(_send_each(layer, outgoing), loop)
-        await asyncio.wrap_future(future)
-        return
-    await _send_each(layer, outgoing)
-
-
-async def _send_each(layer: Any, outgoing: list[tuple[str, dict[str, Any]]]) -> None:
-    await asyncio.gather(*(layer.group_send(group, message) for group, message in outgoing))
-
-
-_local_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 publisher = Publisher()

@@ -19,7 +19,7 @@ from typing import Any
 from streaming import protocol
 from streaming.conf import channel_layer, streaming_settings
 from streaming.ops.stats import stats
-from streaming.publish.publisher import serve_locally
+from streaming.publish.layer import serve_locally
 from streaming.registry import AllKeys
 from streaming.serve.daphne import Wire
 from streaming.serve.heartbeat import Heartbeat

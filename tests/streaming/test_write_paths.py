@@ -210,6 +210,31 @@ async def test_orm_create_save_delete_in_a_standalone_script_broadcast(daphne, u
     await client.close()
 
 
+def test_a_script_that_only_reads_starts_no_broadcaster(use_redis):
+    """
+    Tests that a process that reads observed models but writes none, with Redis configured,
+    starts no sender thread and imports no channel layer backend: the broadcaster warms up
+    at a process's first write, and costs a reader nothing.
+    """
+    Series.objects.create(slug="cpu", name="CPU", unit="%", aggregation="avg")
+    out = run_script(
+        """
+        import json, sys, threading
+        from metrics.models import Metric, Series
+        from streaming.publish.publisher import publisher
+
+        list(Series.objects.all()), list(Metric.objects.all())
+        publisher.flush()
+        threads = [t.name for t in threading.enumerate()]
+        print(json.dumps([threads, "channels_redis" in sys.modules]))
+        """,
+        use_redis,
+    )
+    threads, imported = json.loads(out.strip().splitlines()[-1])
+    assert "streaming-publisher" not in threads
+    assert imported is False
+
+
 async def test_orm_write_from_manage_py_shell_broadcasts(daphne, use_redis):
     """Tests that a save typed into `manage.py shell` reaches the subscriber."""
     await make_series()
