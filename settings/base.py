@@ -40,6 +40,10 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # One request, one transaction: a failed write leaves nothing half-done, and broadcasts
 # wait for the request's commit.
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# Persistent connections: the servers' hubs re-read keys from sync threads, and a new
+# PostgreSQL connection per re-read cost ~10 ms of the relay path (docs/benchmarks.md).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes write at once (server, scripts, simulate): WAL lets readers run
     # during writes, and IMMEDIATE transactions wait for the lock instead of failing.

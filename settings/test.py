@@ -53,6 +53,10 @@ DATABASES["other"] = {
 KEEPALIVE_SECONDS = env.float("STREAMING_KEEPALIVE_SECONDS", default=0)
 STREAMING = {**STREAMING, "KEEPALIVE_SECONDS": KEEPALIVE_SECONDS}
 
+# Connections close after each use, as Django's own test runs expect: a kept one in a worker
+# thread of the test process would hold the test database open at its teardown.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 # PASSWORDS
 # ------------------------------------------------------------------------------
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
