@@ -23,6 +23,7 @@ from streaming.publish.layer import serve_locally
 from streaming.registry import AllKeys
 from streaming.serve.daphne import Wire
 from streaming.serve.heartbeat import Heartbeat
+from streaming.serve.joins import JOIN_TIMEOUT_SECONDS, Joins
 from streaming.serve.outlet import Outlet, outlet_of
 from streaming.serve.relay import Relay
 from streaming.serve.repair import ALWAYS, Repairs
@@ -51,7 +52,7 @@ class Member:
         self.pending: dict[str, Any] | None = None
 
 
-class Hub(Repairs):
+class Hub(Joins, Repairs):
     """Fans the channel layer's updates out to this event loop's sockets."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -74,20 +75,46 @@ class Hub(Repairs):
         self._failures: dict[str, int] = {}
         self._repairer: asyncio.Task[None] | None = None
         self.relay: Relay | None = None
+        # Groups the channel layer did not take yet (it was down): retried in the background.
+        self._unjoined: set[str] = set()
+        self._joiner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Creates the hub's channel and starts its receive and heartbeat tasks."""
+        """Starts the relay, and connects to the channel layer (in the background if it is down)."""
         async with self._start_lock:
-            if self.channel is not None:
+            if self.relay is not None:
                 return
-            self.channel = await self.layer.new_channel("streaming.serve.hub.")
-            self.heartbeat = Heartbeat(self.layer, self.channel, self._rejoin_and_resync)
             self.relay = Relay(self.loop, self.relayed, self.resync)
             self.relay.start()
-            self._tasks = [
-                self.loop.create_task(self._receive()),
-                self.loop.create_task(self.heartbeat.run()),
-            ]
+            try:
+                await self._connect()
+            except Exception as exc:
+                logger.warning("streaming: channel layer unavailable (%r); relay only", exc)
+                self._tasks.append(self.loop.create_task(self._guard(self._connect_later())))
+
+    async def _connect(self) -> None:
+        """Creates the hub's channel, then its receive and heartbeat tasks."""
+        channel = await asyncio.wait_for(
+            self.layer.new_channel("streaming.hub."), JOIN_TIMEOUT_SECONDS
+        )
+        self.channel = channel
+        self.heartbeat = Heartbeat(self.layer, channel, self._rejoin_and_resync)
+        self._tasks += [
+            self.loop.create_task(self._receive()),
+            self.loop.create_task(self.heartbeat.run()),
+        ]
+
+    async def _connect_later(self) -> None:
+        delay = 0.5
+        while self.channel is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            try:
+                await self._connect()
+            except Exception:
+                continue
+        for group in list(self.keys):
+            self._join_later(group)
 
     async def join(self, owner: object, send: Send, stream: str, key: str) -> Member:
         """Subscribes `owner` to a key; returns once the key's updates reach this hub."""
@@ -99,12 +126,24 @@ class Hub(Repairs):
             self.groups[group] = {}
             self.keys[group] = (stream, key)
             try:
-                await self._add(group, protocol.control_group(stream))
-            except BaseException as exc:
+                if self.channel is None:
+                    raise ConnectionError("no channel on the layer yet")
+                await asyncio.wait_for(
+                    self._add(group, protocol.control_group(stream)), JOIN_TIMEOUT_SECONDS
+                )
+            except asyncio.CancelledError as exc:
                 del self._joined[group], self.groups[group], self.keys[group]
                 joined.set_exception(exc)
                 joined.exception()
                 raise
+            except Exception as exc:
+                # The channel layer is down or stuck (Redis restarting, paused): the key is
+                # served from the database meanwhile (the relay), and joined again until the
+                # layer takes it. A subscribe never waits on Redis.
+                logger.warning(
+                    "streaming: joining %s failed (%r); relay only until it works", stream, exc
+                )
+                self._join_later(group)
             joined.set_result(None)
         await asyncio.shield(joined)
         members = self.groups[group]
@@ -114,13 +153,6 @@ class Hub(Repairs):
             stats.add("subscribers", stream)
         member.ready = False
         return member
-
-    async def _add(self, group: str, control: str) -> None:
-        assert self.channel is not None
-        await self.layer.group_add(group, self.channel)
-        if control not in self._controls:
-            await self.layer.group_add(control, self.channel)
-            self._controls.add(control)
 
     async def ready(self, member: Member, version: int) -> None:
         """Called once the subscribe reply (at `version`) was sent: flushes what waited."""
@@ -145,8 +177,16 @@ class Hub(Repairs):
         stats.add("subscribers", stream, -1)
         if not members and group in self._joined:
             del self.groups[group], self.keys[group], self._joined[group]
-            assert self.channel is not None
-            await self.layer.group_discard(group, self.channel)
+            self._unjoined.discard(group)
+            if self.channel is not None:
+                try:
+                    await asyncio.wait_for(
+                        self.layer.group_discard(group, self.channel), JOIN_TIMEOUT_SECONDS
+                    )
+                except Exception:
+                    # A layer that is down: the group is left when it comes back (the pub/sub
+                    # layer re-subscribes what it holds; one stray group costs a no-op).
+                    logger.debug("streaming: leaving %s failed", group, exc_info=True)
 
     async def fanout(self, message: dict[str, Any]) -> None:
         """Sends an update to every local socket of its key that has not seen it."""
@@ -255,15 +295,6 @@ class Hub(Repairs):
             except Exception:
                 logger.exception("streaming: hub receive failed")
                 await asyncio.sleep(0.5)
-
-    async def _rejoin_and_resync(self) -> None:
-        # Group memberships may be gone with the old Redis (core layer): add them again.
-        assert self.channel is not None
-        for group in list(self.groups):
-            await self.layer.group_add(group, self.channel)
-        for control in self._controls:
-            await self.layer.group_add(control, self.channel)
-        self.resync()
 
     async def _guard(self, coro: Awaitable[None]) -> None:
         try:

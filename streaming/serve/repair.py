@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer
@@ -44,11 +44,11 @@ class Repairs:
     _failures: dict[str, int]
     _repairer: asyncio.Task[None] | None
 
-    async def fanout(self, message: dict[str, Any]) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        # Provided by streaming.serve.hub.Hub.
+        async def fanout(self, message: dict[str, Any]) -> None: ...
 
-    async def _guard(self, coro: Awaitable[None]) -> None:
-        raise NotImplementedError
+        async def _guard(self, coro: Awaitable[None]) -> None: ...
 
     def relayed(self, changes: Changes) -> None:
         """

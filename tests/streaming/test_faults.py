@@ -157,3 +157,32 @@ async def test_server_restart_clients_reconnect_resubscribe_and_converge(use_red
     finally:
         await client.stop()
         first.stop()
+
+
+async def test_a_subscribe_while_redis_is_paused_is_served_from_the_database(
+    own_redis, server, series
+):
+    """
+    Tests that with Redis frozen (SIGSTOP: connections hang, nothing fails), a new subscribe
+    still gets its snapshot within seconds, and a write from this process reaches it through
+    the server's relay; once Redis is back, later writes arrive too.
+    """
+    import os
+    import signal
+
+    assert own_redis.process is not None
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        client = await StreamSubscriber(server.ws_url).connect()
+        reply = await client.subscribe("metrics.week", series="cpu", week=WEEK)
+        assert reply["response_status"] == 200, reply
+        key = reply["data"]["key"]
+        await write(series, 3.0)
+        expected = await database_payload(series)
+        await client.wait_for(lambda c: c.payload(key) == expected, 15)
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    await write(series, 5.0)
+    expected = await database_payload(series)
+    await client.wait_for(lambda c: c.payload(key) == expected, 15)
+    await client.close()

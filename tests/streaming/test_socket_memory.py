@@ -9,6 +9,7 @@ Bounds and close codes: docs/security.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -252,9 +253,10 @@ async def test_a_vanished_clients_subscriptions_are_released(transactional_db, f
 
 async def test_frames_sent_while_a_request_waits_do_not_pile_up(transactional_db, frozen_redis):
     """
-    Tests that while a subscribe waits on a frozen Redis, 18 MB of frames sent behind it are
-    not queued in the server (it stops reading the socket): its RSS stays within a fixed
-    bound, and once Redis is back the server serves new sockets.
+    Tests that while a subscribe waits on a frozen Redis (up to the hub's join timeout), 18 MB
+    of frames sent behind it are not queued in the server (it stops reading the socket, or
+    refuses the flood once it reads on): its RSS stays within a fixed bound, and once Redis is
+    back the server serves new sockets.
     """
     await sync_to_async(make_boards)()
     server = DaphneServer(frozen_redis.url).start()
@@ -273,11 +275,17 @@ async def test_frames_sent_while_a_request_waits_do_not_pile_up(transactional_db
         except TimeoutError:
             # The kernel's buffers are full: the server stopped reading this socket.
             stopped = True
+        except ConnectionError:
+            # The subscribe went on without Redis after the hub's join timeout: the server
+            # read on, refused the flood and closed the socket (4029). Nothing piled up.
+            stopped = True
         growth = rss(server) - before
         os.kill(frozen_redis.process.pid, signal.SIGCONT)
         assert growth < RSS_BOUND, f"server RSS grew by {growth / MIB:.1f} MiB"
         assert stopped
-        client.vanish()
+        with contextlib.suppress(OSError):
+            # The server may have closed it already (above).
+            client.vanish()
         fresh = await StreamSubscriber(server.ws_url).connect()
         reply = await fresh.subscribe("exampleapp.board", board="small")
         assert reply["response_status"] == 200, reply

@@ -1,0 +1,84 @@
+"""
+The hub's channel-layer memberships: its key groups and control groups, joined at
+subscribe, joined again in the background while the layer refuses them, and after the
+heartbeat saw the layer lose messages. A subscribe never waits on Redis for long: meanwhile
+the database relay serves its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from streaming import protocol
+from streaming.serve.repair import ALWAYS
+
+# How long a subscribe waits for the channel layer to take its group before going on
+# without it (the database relay serves the key meanwhile).
+JOIN_TIMEOUT_SECONDS = 2.0
+
+
+class Joins:
+    """Mixed into streaming.serve.hub.Hub: what the hub has joined on the channel layer."""
+
+    loop: asyncio.AbstractEventLoop
+    layer: Any
+    channel: str | None
+    groups: dict[str, dict[object, Any]]
+    keys: dict[str, tuple[str, str]]
+    _controls: set[str]
+    _unjoined: set[str]
+    _joiner: asyncio.Task[None] | None
+
+    if TYPE_CHECKING:
+        # Provided by the hub and its other mixin (streaming.serve.repair.Repairs).
+        def _mark(self, group: str, version: int) -> None: ...
+
+        def resync(self) -> None: ...
+
+        async def _guard(self, coro: Awaitable[None]) -> None: ...
+
+    def _join_later(self, group: str) -> None:
+        """Keeps trying to join `group` on the layer, with backoff, while it is subscribed."""
+        self._unjoined.add(group)
+        if self._joiner is None or self._joiner.done():
+            self._joiner = self.loop.create_task(self._guard(self._rejoin_unjoined()))
+
+    async def _rejoin_unjoined(self) -> None:
+        delay = 0.5
+        while self._unjoined:
+            await asyncio.sleep(delay)
+            if self.channel is None:
+                continue
+            for group in list(self._unjoined):
+                if group not in self.keys:
+                    self._unjoined.discard(group)
+                    continue
+                stream = self.keys[group][0]
+                try:
+                    await asyncio.wait_for(
+                        self._add(group, protocol.control_group(stream)), JOIN_TIMEOUT_SECONDS
+                    )
+                except Exception:
+                    break
+                self._unjoined.discard(group)
+                # Anything the layer carried before the join is read from the database.
+                self._mark(group, ALWAYS)
+            delay = min(delay * 2, 10.0)
+
+    async def _add(self, group: str, control: str) -> None:
+        assert self.channel is not None
+        await self.layer.group_add(group, self.channel)
+        if control not in self._controls:
+            await self.layer.group_add(control, self.channel)
+            self._controls.add(control)
+
+    async def _rejoin_and_resync(self) -> None:
+        # Group memberships may be gone with the old Redis (core layer): add them again.
+        assert self.channel is not None
+        for group in list(self.groups):
+            await self.layer.group_add(group, self.channel)
+        for control in self._controls:
+            await self.layer.group_add(control, self.channel)
+        self.resync()
