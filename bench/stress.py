@@ -54,6 +54,8 @@ class Figures:
     converge_seconds: float | None = None
     lags: list[float] = field(default_factory=list)
     unmatched: int = 0
+    # The (commit time, key, version) of writes some subscriber got no message for.
+    unmatched_writes: list[Any] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
 
@@ -160,7 +162,8 @@ async def run(
     records = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
     figures.writes = sum(1 for r in records if r[0] == "write")
     figures.messages = sum(len(c.received) for c in clients) - len(clients) * len(KEYS)
-    figures.lags, figures.unmatched = _lags(clients, [r[1:] for r in records if r[0] == "seen"])
+    seen = [r[1:] for r in records if r[0] == "seen"]
+    figures.lags, figures.unmatched, figures.unmatched_writes = _lags(clients, seen)
     for client in clients:
         await client.close()
     return figures
@@ -191,7 +194,7 @@ def _regressions(clients: list[StreamSubscriber]) -> list[str]:
     return out
 
 
-def _lags(clients: list[StreamSubscriber], seen: list[list]) -> tuple[list[float], int]:
+def _lags(clients: list[StreamSubscriber], seen: list[list]) -> tuple[list[float], int, list]:
     """
     Returns, for each committed write and subscriber, the seconds until a message for its
     key arrived with at least the version the key had right after the commit (so read after
@@ -207,8 +210,8 @@ def _lags(clients: list[StreamSubscriber], seen: list[list]) -> tuple[list[float
                 versions.append(message["version"])
                 times.append(at)
         arrivals.append(by_key)
-    lags, unmatched = [], 0
-    for committed, key, version in seen:
+    lags, unmatched, missed = [], 0, []
+    for committed, key, version, *kind in seen:
         for by_key in arrivals:
             versions, times = by_key.get(key, ([], []))
             index = bisect.bisect_left(versions, version)
@@ -216,7 +219,9 @@ def _lags(clients: list[StreamSubscriber], seen: list[list]) -> tuple[list[float
                 lags.append(max(times[index] - committed, 0.0))
             else:
                 unmatched += 1
-    return lags, unmatched
+                if not missed or missed[-1][:3] != [committed, key, version]:
+                    missed.append([committed, key, version, *kind])
+    return lags, unmatched, missed
 
 
 def _prepare_database(database_url: str | None, scratch: str) -> tuple[str, Any]:

@@ -4,7 +4,8 @@ moves, deletes, bulk writes, rolled-back savepoints, series edits and writes by 
 program" (the database driver, no Django) over three keys.
 
 `python -m bench.stress_writer SEED COUNT` makes COUNT writes and prints one JSON record per
-write (["write"]) and per key it changed (["seen", commit time, key, clock before it + 1]).
+write (["write"]) and per key it changed (["seen", commit time, key, clock before it + 1,
+the write's kind]).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Writer:
         self.rng = random.Random(seed)
         self.series = {s.slug: s for s in Series.objects.filter(slug__in=AGGREGATIONS)}
         self.held: list[Any] = []
+        self.last_kind = ""
 
     def at(self, pair: tuple[str, str]) -> tuple[Any, datetime]:
         """Returns a series and a random instant in the key's week (daytime UTC)."""
@@ -65,7 +67,7 @@ class Writer:
 
         from metrics.models import Metric
 
-        kind = self.rng.choices(
+        kind = self.last_kind = self.rng.choices(
             ["create", "update", "move", "delete", "bulk", "savepoint", "series", "foreign"],
             weights=[26, 18, 18, 12, 10, 6, 2, 8],
         )[0]
@@ -93,8 +95,9 @@ class Writer:
                 metric.save()
             return old | {target}
         if kind == "delete":
-            metric.delete()
-            return old
+            # A row another writer deleted meanwhile: nothing is written.
+            deleted, _ = metric.delete()
+            return old if deleted else set()
         if kind == "series":
             series = self.series[self.rng.choice(list(AGGREGATIONS))]
             series.unit = self.rng.choice(["", "ms", "%"])
@@ -119,38 +122,20 @@ class Writer:
         Writes as a program that is not Django would: its own driver and connection, no
         signals. Inserts a row, or moves one; returns the keys it changed.
         """
-        from django.db import connection
-
         from metrics.models import Metric
+        from tests.support.foreign import run_sql
 
         series, ts = self.at(target)
         table = Metric._meta.db_table
         if picked and self.rng.random() < 0.5:
-            sql, params = f"UPDATE {table} SET timestamp = %s WHERE id = %s", [ts, picked[0].pk]
+            # Series and timestamp both: rows stay within the three keys the run watches.
+            sql = f"UPDATE {table} SET series_id = %s, timestamp = %s WHERE id = %s"
+            params = [series.pk, ts, picked[0].pk]
             changed = {target, self.key_of(picked[0])}
         else:
             sql = f"INSERT INTO {table} (series_id, timestamp, value) VALUES (%s, %s, %s)"
             params, changed = [series.pk, ts, self.value()], {target}
-        settings = connection.settings_dict
-        if connection.vendor == "sqlite":
-            import sqlite3
-
-            params = [p.strftime("%Y-%m-%d %H:%M:%S") if hasattr(p, "hour") else p for p in params]
-            db = sqlite3.connect(settings["NAME"], timeout=30)
-            count = db.execute(sql.replace("%s", "?"), params).rowcount
-            db.commit()
-            db.close()
-        else:
-            import psycopg
-
-            with psycopg.connect(
-                host=settings["HOST"] or "127.0.0.1",
-                port=settings["PORT"] or 5432,
-                user=settings["USER"],
-                password=settings["PASSWORD"] or None,
-                dbname=settings["NAME"],
-            ) as db:
-                count = db.execute(sql, params).rowcount
+        (count,) = run_sql([(sql, params)])
         # A row another writer deleted meanwhile: nothing was written.
         return changed if count else set()
 
@@ -207,7 +192,7 @@ class Writer:
             self.report("write")
             for slug, week in changed:
                 key = week_key(self.series[slug].pk, IsoWeek.parse(week))
-                self.report("seen", committed, key, version)
+                self.report("seen", committed, key, version, self.last_kind)
 
 
 # Returned by bulk() when its write matched no row.

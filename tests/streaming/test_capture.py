@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
 
 from metrics.models import Metric, Series
 from metrics.selectors import series_week
 from metrics.streams import week_key
 from metrics.weeks import IsoWeek
+from tests.support.foreign import run_sql
 from tests.support.processes import DaphneServer, run_script
 from tests.support.wsclient import StreamSubscriber
 
@@ -119,36 +119,6 @@ async def test_a_writer_killed_right_after_commit_reaches_every_subscriber(
         await client.close()
 
 
-def other_program(statements: list[tuple[str, list[Any]]]) -> None:
-    """Runs SQL as a program that is not Django would: its own driver and connection."""
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        import sqlite3
-
-        db = sqlite3.connect(settings["NAME"], timeout=30)
-        for sql, params in statements:
-            db.execute(sql.replace("%s", "?"), params)
-        db.commit()
-        db.close()
-        return
-    import psycopg
-
-    with psycopg.connect(
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-    ) as db:
-        for sql, params in statements:
-            db.execute(sql, params)
-
-
-def ts(value: datetime) -> Any:
-    """Returns a timestamp as the other program's driver writes it."""
-    return value.strftime("%Y-%m-%d %H:%M:%S") if connection.vendor == "sqlite" else value
-
-
 @pytest.mark.parametrize("layer", ["no-redis"], indirect=True)
 async def test_writes_by_a_program_that_is_not_django_reach_their_keys_only(server, cpu):
     """
@@ -160,21 +130,21 @@ async def test_writes_by_a_program_that_is_not_django_reach_their_keys_only(serv
     client = await subscriber(server, W48, W49)
     bystander = await subscriber(server, W48, slug="mem")
     table = Metric._meta.db_table
-    other_program(
+    run_sql(
         [
             (
                 f"INSERT INTO {table} (series_id, timestamp, value) VALUES (%s, %s, 2)",
-                [cpu.pk, ts(at(W48, 3))],
+                [cpu.pk, at(W48, 3)],
             )
         ]
     )
     await converged(client, cpu, W48)
     first = await sync_to_async(lambda: Metric.objects.filter(series=cpu).order_by("pk")[0].pk)()
-    other_program([(f"UPDATE {table} SET timestamp = %s WHERE id = %s", [ts(at(W49, 0)), first])])
+    run_sql([(f"UPDATE {table} SET timestamp = %s WHERE id = %s", [at(W49, 0), first])])
     await converged(client, cpu, W48, W49)
-    other_program([(f"UPDATE {table} SET value = value + 10 WHERE series_id = %s", [cpu.pk])])
+    run_sql([(f"UPDATE {table} SET value = value + 10 WHERE series_id = %s", [cpu.pk])])
     await converged(client, cpu, W48, W49)
-    other_program([(f"DELETE FROM {table} WHERE series_id = %s", [cpu.pk])])
+    run_sql([(f"DELETE FROM {table} WHERE series_id = %s", [cpu.pk])])
     await converged(client, cpu, W48, W49)
     assert (await database_payload(cpu, W49))["values"] == [None] * 7
     updates = [m for m in bystander.received if m.get("action") == "update"]

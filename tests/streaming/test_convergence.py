@@ -28,5 +28,5 @@ async def test_subscribers_converge_on_the_database_after_concurrent_writers(dap
     assert figures.mismatches == []
     assert figures.regressions == []
     # Every committed write reached every subscriber, as that write or a later state.
-    assert figures.unmatched == 0
+    assert figures.unmatched == 0, figures.unmatched_writes
     assert figures.messages > 0
