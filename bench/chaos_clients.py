@@ -50,6 +50,9 @@ class Subscriber:
     def __init__(self, urls: list[str], first: int, pairs: list[list[str]], figures: Figures):
         self.urls, self.at, self.pairs, self.figures = urls, first, pairs, figures
         self.state: dict[str, tuple[int, dict[str, Any] | None]] = {}
+        # How each key's state was applied: "reply" or "push", and in which session.
+        self.how: dict[str, str] = {}
+        self.session = 0
         self.keys: dict[tuple[str, str], str] = {}
         self.subscribed = asyncio.Event()
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -60,15 +63,18 @@ class Subscriber:
         if held is not None and not reply and version <= held[0]:
             self.figures.ignored += 1
             return
+        how = f"{'reply' if reply else 'push'} in session {self.session}"
         if held is not None:
+            steps = f"({self.how[key]}, then {how})"
             if version < held[0] or (version == held[0] and payload != held[1]):
-                self.figures.violation(f"{key}: v{held[0]} then v{version} (reply={reply})")
+                self.figures.violation(f"{key}: v{held[0]} then v{version} {steps}")
             grow = isinstance(payload, dict) and str(payload.get("series")).startswith("grow-")
             if grow and week_sum(payload) < week_sum(held[1]):
                 self.figures.violation(
-                    f"{key}: sum {week_sum(held[1])} then {week_sum(payload)} (reply={reply})"
+                    f"{key}: sum {week_sum(held[1])} then {week_sum(payload)} {steps}"
                 )
         self.state[key] = (version, payload)
+        self.how[key] = how
         self.figures.applied += 1
 
     async def run(self) -> None:
@@ -80,6 +86,7 @@ class Subscriber:
                     self.urls[self.at], origin=ORIGIN, compression=None, open_timeout=15,
                     close_timeout=1,
                 ) as socket:  # fmt: skip
+                    self.session += 1
                     reader = asyncio.get_running_loop().create_task(self._read(socket))
                     try:
                         for n, (slug, week) in enumerate(self.pairs, start=1):

@@ -1,0 +1,203 @@
+"""
+Revocation at scale: sockets of one logged-in user hold 20,000 distinct private keys (series
+x weeks, 50 per socket) on one daphne; the user loses metrics.view_series, and the run times
+how long until every key's `revoked` has arrived, while an HTTP client measures the server's
+latency (the permission re-check shares its database thread with the views).
+
+`python -m bench.rechecks [--keys N] [--weeks W]`: SQLite in a scratch directory and a private
+Redis; prints the figures (docs/benchmarks.md, "Permission re-check at 20,000 keys").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+from bench.chaos_faults import Server
+from tests.support.processes import ROOT
+from tests.support.redis_server import RedisServer
+
+ORIGIN = "http://127.0.0.1"
+PER_SOCKET = 50
+
+
+def prepare(scratch: Path, redis_url: str, series: int) -> tuple[dict[str, str], str]:
+    """Migrates a fresh database, creates the private series and a viewer; returns the env
+    and the viewer's session key."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DJANGO_SETTINGS_MODULE="bench.settings")
+    env.update(DATABASE_URL=f"sqlite:///{scratch / 'db.sqlite3'}", REDIS_URL=redis_url)
+    os.environ.update(env)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    from metrics.models import Series
+
+    Series.objects.bulk_create(
+        Series(slug=f"p-{i}", name=f"P {i}", is_public=False) for i in range(series)
+    )
+    Series.objects.create(slug="open", name="Open")
+    user = User.objects.create_user("viewer", password="pw")
+    user.user_permissions.add(Permission.objects.get(codename="view_series"))
+    client = Client()
+    client.force_login(user)
+    return env, client.cookies["sessionid"].value
+
+
+def revoke() -> None:
+    """Removes the viewer's metrics.view_series."""
+    from django.contrib.auth.models import Permission, User
+
+    User.objects.get(username="viewer").user_permissions.remove(
+        Permission.objects.get(codename="view_series")
+    )
+
+
+class Socket:
+    """One socket subscribing to its keys at the rate limit, then counting `revoked`."""
+
+    def __init__(self, url: str, session: str, pairs: list[tuple[str, str]]) -> None:
+        self.url, self.session, self.pairs = url, session, pairs
+        self.revoked = 0
+        self.last_revoked = 0.0
+        self.failures: list[str] = []
+        self.done = asyncio.Event()
+
+    async def run(self, subscribed: asyncio.Event) -> None:
+        """Subscribes every pair (the server allows 20 messages/s), then reads."""
+        headers = {"Cookie": f"sessionid={self.session}"}
+        async with connect(
+            self.url, origin=ORIGIN, additional_headers=headers, open_timeout=60, max_queue=None
+        ) as socket:
+            for n, (slug, week) in enumerate(self.pairs, start=1):
+                params = {"series": slug, "week": week}
+                message = {"action": "subscribe", "request_id": n, "stream": "metrics.week"}
+                await socket.send(json.dumps({**message, "params": params}))
+                await asyncio.sleep(1 / 18)
+            replies = 0
+            async for text in socket:
+                message = json.loads(text)
+                if "request_id" in message:
+                    replies += 1
+                    if message["response_status"] != 200:
+                        self.failures.append(str(message)[:200])
+                    if replies == len(self.pairs):
+                        subscribed.set()
+                elif message.get("action") == "revoked":
+                    self.revoked += 1
+                    self.last_revoked = time.monotonic()
+                    if self.revoked == len(self.pairs):
+                        self.done.set()
+                        return
+
+
+def http_load(url: str, stop: threading.Event, out: list[tuple[float, float]]) -> None:
+    """GETs `url` about 20 times a second until `stop`; records (start, seconds) of each."""
+    while not stop.is_set():
+        started = time.monotonic()
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
+        out.append((started, time.monotonic() - started))
+        time.sleep(max(0.0, 0.05 - (time.monotonic() - started)))
+
+
+def percentiles(samples: list[float]) -> str:
+    """Returns p50 / p99 / max of `samples` (seconds) in ms."""
+    if not samples:
+        return "no samples"
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
+
+
+async def measure(args: argparse.Namespace, env: dict[str, str], session: str, logs: Path) -> dict:
+    """Subscribes, revokes, waits for every `revoked`; returns the figures."""
+    from asgiref.sync import sync_to_async
+
+    server = Server("server", env, logs)
+    await asyncio.to_thread(server.start)
+    try:
+        weeks = [f"2025-W{w:02d}" for w in range(1, args.weeks + 1)]
+        pairs = [(f"p-{i}", week) for i in range(args.keys // args.weeks) for week in weeks]
+        sockets = [Socket(server.ws_url, session, pairs[i : i + PER_SOCKET])
+                   for i in range(0, len(pairs), PER_SOCKET)]  # fmt: skip
+        events = [asyncio.Event() for _ in sockets]
+        started = time.monotonic()
+        tasks = []
+        for socket, event in zip(sockets, events, strict=True):
+            tasks.append(asyncio.get_running_loop().create_task(socket.run(event)))
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 600)
+        subscribe_seconds = time.monotonic() - started
+        failures = [f for s in sockets for f in s.failures]
+        # Let passes run over every key before the baseline and the revocation.
+        stop, before, during = threading.Event(), [], []
+        url = f"http://127.0.0.1:{server.port}/api/series/open/week/?week=2025-W01"
+        loader = threading.Thread(target=http_load, args=(url, stop, before))
+        loader.start()
+        await asyncio.sleep(12)
+        rss = server.rss()
+        loader_samples = before
+        revoked_at = time.monotonic()
+        await sync_to_async(revoke)()
+        cut = len(loader_samples)
+        await asyncio.wait_for(asyncio.gather(*(s.done.wait() for s in sockets)), 120)
+        revocation = max(s.last_revoked for s in sockets) - revoked_at
+        stop.set()
+        await asyncio.to_thread(loader.join)
+        during = loader_samples[cut:]
+        for task in tasks:
+            task.cancel()
+    finally:
+        server.stop(crash=True)
+    return {
+        "keys": len(pairs),
+        "sockets": len(sockets),
+        "subscribe_seconds": round(subscribe_seconds, 1),
+        "subscribe_failures": len(failures),
+        "failure_samples": failures[:3],
+        "revocation_seconds": round(revocation, 2),
+        "revoked": sum(s.revoked for s in sockets),
+        "http_before": percentiles([d for _, d in loader_samples[:cut]]),
+        "http_during": percentiles([d for _, d in during]),
+        "rss_mib": round(rss),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the measure; exits non-zero if revocation took longer than RECHECK_SECONDS + 1 s."""
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--keys", type=int, default=20_000)
+    parser.add_argument("--weeks", type=int, default=50)
+    args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-rechecks-"))
+    redis = RedisServer().start()
+    try:
+        env, session = prepare(scratch, redis.url, args.keys // args.weeks)
+        figures = asyncio.run(measure(args, env, session, scratch))
+    finally:
+        redis.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps(figures, indent=1))
+    return 0 if figures["revoked"] == figures["keys"] and not figures["subscribe_failures"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
