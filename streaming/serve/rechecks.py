@@ -77,10 +77,13 @@ class Rechecker:
             results = await database_sync_to_async(access.allowed_keys)(work)
             for (ident, _, _), keys in zip(hop, results, strict=True):
                 allowed.setdefault(ident, set()).update(keys)
+        revoking = []
         for (consumer, subscriptions), user in zip(held, users, strict=True):
             ident = access.who(user)
             lost = [(s, k) for s, k in subscriptions if k not in allowed.get((ident, s), ())]
-            await consumer.revoke(user, lost)
+            revoking.append(consumer.revoke(user, lost))
+        # Together: one connection's revocations do not wait for every other's.
+        await asyncio.gather(*revoking)
 
 
 def _hops(wanted: dict[Ident, tuple[Any, set[str]]]) -> list[list[tuple[Ident, Any, list[str]]]]:
