@@ -1,4 +1,4 @@
-"""The chaos soak (bench/chaos.py), shrunk: 20 subscribers through 8 s of faults."""
+"""The chaos soak (bench/chaos.py), shrunk: 20 subscribers through 7 s of faults."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_small_chaos_soak_converges_without_states_going_back(tmp_path):
     subscribers, Redis restarted or paused) ends with every subscriber holding the
     database's state for every key and none having applied a state going back.
     """
-    args = ["--seconds", "8", "--subscribers", "20", "--quiet", "5", "--fault-every", "1.5"]
+    args = ["--seconds", "7", "--subscribers", "20", "--quiet", "4", "--fault-every", "1.5"]
     # Seed 5 draws a writer SIGKILL, then a server restart, then Redis faults.
     args += ["--seed", "5", "--database-url", f"sqlite:///{tmp_path / 'chaos.sqlite3'}"]
     result = subprocess.run(
