@@ -53,7 +53,7 @@ class Subscriber:
         # How each key's state was applied: "reply" or "push", and in which session.
         self.how: dict[str, str] = {}
         self.session = 0
-        self.keys: dict[tuple[str, str], str] = {}
+        self.keys: dict[tuple[str, ...], str] = {}
         self.subscribed = asyncio.Event()
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
 
@@ -118,9 +118,6 @@ class Subscriber:
         reply = future.result()
         if reply.get("response_status") != 200:
             raise ConnectionError(f"subscribe refused: {reply}")
-        data = reply["data"]
-        self.keys[(slug, week)] = data["key"]
-        self.apply(data["key"], data["version"], data["payload"], reply=True)
 
     async def _read(self, socket: Any) -> None:
         async for text in socket:
@@ -129,6 +126,13 @@ class Subscriber:
                 if message["key"] in self.keys.values():
                     self.apply(message["key"], message["version"], message.get("payload"), False)
             elif message.get("request_id") in self._replies:
+                # Applied here, in the order frames arrived, as client.js does: the pushes
+                # read after it in this loop must not be overtaken by it.
+                if message.get("response_status") == 200:
+                    data = message["data"]
+                    n = message["request_id"]
+                    self.keys[tuple(self.pairs[n - 1])] = data["key"]
+                    self.apply(data["key"], data["version"], data["payload"], reply=True)
                 self._replies.pop(message["request_id"]).set_result(message)
 
 

@@ -186,6 +186,7 @@ async def measure(args: argparse.Namespace, env: dict[str, str], session: str, l
             task.cancel()
     finally:
         server.stop(crash=True)
+    log = (logs / "server.log").read_text(errors="replace").splitlines()
     return {
         "keys": len(pairs),
         "sockets": len(sockets),
@@ -198,6 +199,8 @@ async def measure(args: argparse.Namespace, env: dict[str, str], session: str, l
         "http_before": percentiles([d for _, d in samples[:cut]]),
         "http_during": percentiles([d for _, d in samples[cut:]]),
         "rss_mib": round(rss),
+        "server_warnings": len([line for line in log if "WARNING" in line or "ERROR" in line]),
+        "warning_samples": sorted({line.split(" ", 2)[-1][:160] for line in log})[:5],
     }
 
 
