@@ -44,7 +44,7 @@ FAULTS = [
 def prepare(database_url: str, redis_url: str) -> dict[str, str]:
     """Points this process at the database, migrates it, seeds the series; returns the env."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), DJANGO_SETTINGS_MODULE="bench.settings")
-    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, LOG_LEVEL="ERROR")
+    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, LOG_LEVEL="WARNING")
     os.environ.update(env)
     import django
     from django.core.management import call_command
@@ -234,6 +234,7 @@ async def chaos(
         ("sessions", f"{total['sessions']} subscribe sessions ({total['sessions'] - ready} "
                      f"resubscribes), {total['failures']} dropped or failed connections"),
         ("states", f"{total['applied']} applied, {total['ignored']} older pushes ignored"),
+        ("live at the end", f"{total['live']} of {args.subscribers} subscribers subscribed"),
         ("converged", "never" if converged is None else f"{converged:.0f} s into the quiet"),
         ("stale at the end", f"{total['stale']} of {total['pairs']} (subscriber, key) pairs"),
         ("states going back", str(total["violations"])),
@@ -246,6 +247,8 @@ async def chaos(
     for report in reports:
         for sample in report["stale_samples"][:5] + report["violation_samples"][:5]:
             print("  ", sample)
+        for error, count in report["errors"].items():
+            print(f"   {count} x {error}")
     ok = total["stale"] == 0 and total["violations"] == 0 and ready == args.subscribers
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

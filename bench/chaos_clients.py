@@ -18,6 +18,7 @@ import json
 import os
 import random
 import sys
+from collections import Counter
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -38,6 +39,7 @@ class Figures:
     def __init__(self) -> None:
         self.applied = self.ignored = self.sessions = self.failures = 0
         self.violations: list[str] = []
+        self.errors: Counter[str] = Counter()
 
     def violation(self, text: str) -> None:
         """Records an applied state that went back."""
@@ -55,6 +57,8 @@ class Subscriber:
         self.session = 0
         self.keys: dict[tuple[str, ...], str] = {}
         self.subscribed = asyncio.Event()
+        # Subscribed to every key on an open socket right now.
+        self.live = False
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
 
     def apply(self, key: str, version: int, payload: Any, reply: bool) -> None:
@@ -93,13 +97,16 @@ class Subscriber:
                             await self._subscribe(socket, reader, n, slug, week)
                         self.figures.sessions += 1
                         self.subscribed.set()
-                        attempt = 0
+                        self.live, attempt = True, 0
                         await reader
                     finally:
+                        self.live = False
                         reader.cancel()
+                self.figures.errors[f"closed {socket.close_code}"] += 1
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                self.figures.errors[repr(exc)[:80]] += 1
                 self.figures.failures += 1
             self.at = (self.at + 1) % len(self.urls)
             ceiling = min(3.0, 0.2 * 2**attempt)
@@ -146,6 +153,8 @@ def check(clients: list[Subscriber], figures: Figures, expected: dict[str, Any])
     ]
     return {
         "pairs": sum(len(c.pairs) for c in clients),
+        "live": sum(1 for c in clients if c.live),
+        "errors": dict(figures.errors.most_common(5)),
         "stale": len(stale),
         "stale_samples": stale[:SAMPLES],
         "violations": len(figures.violations),

@@ -42,6 +42,8 @@ def prepare(scratch: Path, redis_url: str, series: int) -> tuple[dict[str, str],
     """
     env = dict(os.environ, PYTHONPATH=str(ROOT), DJANGO_SETTINGS_MODULE="bench.settings")
     env.update(DATABASE_URL=f"sqlite:///{scratch / 'db.sqlite3'}", REDIS_URL=redis_url)
+    # INFO: the server logs each pass that revoked something, with its timings.
+    env.update(LOG_LEVEL="INFO")
     os.environ.update(env)
     import django
     from django.core.management import call_command
@@ -200,7 +202,7 @@ async def measure(args: argparse.Namespace, env: dict[str, str], session: str, l
         "http_during": percentiles([d for _, d in samples[cut:]]),
         "rss_mib": round(rss),
         "server_warnings": len([line for line in log if "WARNING" in line or "ERROR" in line]),
-        "warning_samples": sorted({line.split(" ", 2)[-1][:160] for line in log})[:5],
+        "server_log": [line.split(" ", 2)[-1][:160] for line in log if "streaming" in line][-8:],
     }
 
 
