@@ -1,11 +1,13 @@
 """
-Revocation at scale: sockets of one logged-in user hold 20,000 distinct private keys (series
-x weeks, 50 per socket) on one daphne; the user loses metrics.view_series, and the run times
-how long until every key's `revoked` has arrived, while an HTTP client measures the server's
-latency (the permission re-check shares its database thread with the views).
+Revocation at scale: 20,000 distinct keys (series x weeks, 50 per socket) on one daphne, held
+by a logged-in viewer's sockets (private series) and one anonymous socket (a public series).
+First the anonymous socket's series is made private: one re-check pass over every key must
+revoke its 50 keys. Then the viewer loses metrics.view_series: a pass revokes every other
+key. The run times both, from the change to the last `revoked`, while an HTTP client
+measures the server's latency (the re-check shares its database thread with the views).
 
 `python -m bench.rechecks [--keys N] [--weeks W]`: SQLite in a scratch directory and a private
-Redis; prints the figures (docs/benchmarks.md, "Permission re-check at 20,000 keys").
+Redis; prints the figures (docs/benchmarks.md, "Permission re-check at many keys").
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def prepare(scratch: Path, redis_url: str, series: int) -> tuple[dict[str, str],
     Series.objects.bulk_create(
         Series(slug=f"p-{i}", name=f"P {i}", is_public=False) for i in range(series)
     )
-    Series.objects.create(slug="open", name="Open")
+    Series.objects.create(slug="open-0", name="Open 0")
+    Series.objects.create(slug="open-1", name="Open 1")
     user = User.objects.create_user("viewer", password="pw")
     user.user_permissions.add(Permission.objects.get(codename="view_series"))
     client = Client()
@@ -90,7 +93,7 @@ class Socket:
         Subscribes every pair under the rate limit (20 messages/s), sending again those
         refused (a 429 when the server read a burst late), then reads.
         """
-        headers = {"Cookie": f"sessionid={self.session}"}
+        headers = {"Cookie": f"sessionid={self.session}"} if self.session else {}
         async with connect(
             self.url, origin=ORIGIN, additional_headers=headers, open_timeout=60, max_queue=None
         ) as socket:
@@ -148,40 +151,65 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {median * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {top * 1000:.0f} ms"
 
 
-async def measure(args: argparse.Namespace, env: dict[str, str], session: str, logs: Path) -> dict:
-    """Subscribes, revokes, waits for every `revoked`; returns the figures."""
+async def revocation(
+    sockets: list[Socket], change: Any, samples: list[tuple[float, float]]
+) -> tuple[float, float, str]:
+    """
+    Applies `change` (in the database) and waits for every socket's `revoked`; returns the
+    seconds until the last one, from the first to the last, and the HTTP latency meanwhile.
+    """
     from asgiref.sync import sync_to_async
 
+    cut, started = len(samples), time.monotonic()
+    await sync_to_async(change)()
+    await asyncio.wait_for(asyncio.gather(*(s.done.wait() for s in sockets)), 180)
+    last = max(s.last_revoked for s in sockets)
+    spread = last - min(s.first_revoked for s in sockets)
+    await asyncio.sleep(1)
+    return last - started, spread, percentiles([d for _, d in samples[cut:]])
+
+
+def make_private() -> None:
+    """Makes the anonymous sockets' series private (its other keys' subscribers stay)."""
+    from metrics.models import Series
+
+    Series.objects.filter(slug="open-0").update(is_public=False)
+
+
+async def measure(args: argparse.Namespace, env: dict[str, str], session: str, logs: Path) -> dict:
+    """
+    Subscribes the viewer's sockets and one anonymous socket; makes the anonymous one's
+    series private (one pass over every key revokes 50 of them), then removes the viewer's
+    permission (one pass revokes every other key); returns the figures.
+    """
     server = Server("server", env, logs)
     await asyncio.to_thread(server.start)
     try:
         weeks = [f"2025-W{w:02d}" for w in range(1, args.weeks + 1)]
-        pairs = [(f"p-{i}", week) for i in range(args.keys // args.weeks) for week in weeks]
+        count = (args.keys - PER_SOCKET) // args.weeks
+        pairs = [(f"p-{i}", week) for i in range(count) for week in weeks]
         sockets = [Socket(server.ws_url, session, pairs[i : i + PER_SOCKET])
                    for i in range(0, len(pairs), PER_SOCKET)]  # fmt: skip
-        events = [asyncio.Event() for _ in sockets]
+        anonymous = Socket(server.ws_url, "", [("open-0", w) for w in weeks[:PER_SOCKET]])
+        events = [asyncio.Event() for _ in range(len(sockets) + 1)]
         started = time.monotonic()
         tasks = []
-        for socket, event in zip(sockets, events, strict=True):
+        for socket, event in zip([*sockets, anonymous], events, strict=True):
             tasks.append(asyncio.get_running_loop().create_task(socket.run(event)))
             await asyncio.sleep(0.01)
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 1800)
         subscribe_seconds = time.monotonic() - started
-        failures = [f for s in sockets for f in s.failures]
-        # Let passes run over every key before the baseline and the revocation.
+        failures = [f for s in [*sockets, anonymous] for f in s.failures]
+        # Let passes run over every key before the baseline and the revocations.
         stop, samples = threading.Event(), []
-        url = f"http://127.0.0.1:{server.port}/api/series/open/week/?week=2025-W01"
+        url = f"http://127.0.0.1:{server.port}/api/series/open-1/week/?week=2025-W01"
         loader = threading.Thread(target=http_load, args=(url, stop, samples))
         loader.start()
         await asyncio.sleep(12)
         rss = server.rss()
-        revoked_at = time.monotonic()
-        await sync_to_async(revoke)()
-        cut = len(samples)
-        await asyncio.wait_for(asyncio.gather(*(s.done.wait() for s in sockets)), 120)
-        revocation = max(s.last_revoked for s in sockets) - revoked_at
-        # The pass's own share: from the first `revoked` sent to the last.
-        spread = max(s.last_revoked for s in sockets) - min(s.first_revoked for s in sockets)
+        before = percentiles([d for _, d in samples])
+        one = await revocation([anonymous], make_private, samples)
+        every = await revocation(sockets, revoke, samples)
         stop.set()
         await asyncio.to_thread(loader.join)
         for task in tasks:
@@ -190,16 +218,19 @@ async def measure(args: argparse.Namespace, env: dict[str, str], session: str, l
         server.stop(crash=True)
     log = (logs / "server.log").read_text(errors="replace").splitlines()
     return {
-        "keys": len(pairs),
-        "sockets": len(sockets),
+        "keys": len(pairs) + len(anonymous.pairs),
+        "sockets": len(sockets) + 1,
         "subscribe_seconds": round(subscribe_seconds, 1),
         "subscribe_failures": len(failures),
         "failure_samples": failures[:3],
-        "revocation_seconds": round(revocation, 2),
-        "first_to_last_revoked_seconds": round(spread, 2),
-        "revoked": sum(s.revoked for s in sockets),
-        "http_before": percentiles([d for _, d in samples[:cut]]),
-        "http_during": percentiles([d for _, d in samples[cut:]]),
+        "http_before": before,
+        "one_series_private": {"seconds": round(one[0], 2), "http": one[2]},
+        "permission_removed": {
+            "seconds": round(every[0], 2),
+            "first_to_last": round(every[1], 2),
+            "http": every[2],
+        },
+        "revoked": sum(s.revoked for s in [*sockets, anonymous]),
         "rss_mib": round(rss),
         "server_warnings": len([line for line in log if "WARNING" in line or "ERROR" in line]),
         "server_log": [line.split(" ", 2)[-1][:160] for line in log if "streaming" in line][-8:],
@@ -215,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="bench-rechecks-"))
     redis = RedisServer().start()
     try:
-        env, session = prepare(scratch, redis.url, args.keys // args.weeks)
+        env, session = prepare(scratch, redis.url, (args.keys - PER_SOCKET) // args.weeks)
         figures = asyncio.run(measure(args, env, session, scratch))
     finally:
         redis.stop()

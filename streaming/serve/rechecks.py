@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from typing import Any
 
@@ -61,6 +62,7 @@ class Rechecker:
         held = [(c, list(c.subscriptions)) for c in consumers if c.subscriptions]
         if not held:
             return
+        started = time.monotonic()
         sessions: dict[str, Any] = {}
         users: list[Any] = []
         for start in range(0, len(held), SESSIONS_PER_HOP):
@@ -77,13 +79,24 @@ class Rechecker:
             results = await database_sync_to_async(access.allowed_keys)(work)
             for (ident, _, _), keys in zip(hop, results, strict=True):
                 allowed.setdefault(ident, set()).update(keys)
+        asked = time.monotonic()
         revoking = []
+        count = 0
         for (consumer, subscriptions), user in zip(held, users, strict=True):
             ident = access.who(user)
             lost = [(s, k) for s, k in subscriptions if k not in allowed.get((ident, s), ())]
+            count += len(lost)
             revoking.append(consumer.revoke(user, lost))
         # Together: one connection's revocations do not wait for every other's.
         await asyncio.gather(*revoking)
+        if count:
+            logger.info(
+                "streaming: re-check revoked %d of %d key(s); asked in %.3f s, revoked in %.3f s",
+                count,
+                sum(len(subscriptions) for _, subscriptions in held),
+                asked - started,
+                time.monotonic() - asked,
+            )
 
 
 def _hops(wanted: dict[Ident, tuple[Any, set[str]]]) -> list[list[tuple[Ident, Any, list[str]]]]:
