@@ -233,7 +233,15 @@ async def measure(args: argparse.Namespace, env: dict[str, str], session: str, l
         "revoked": sum(s.revoked for s in [*sockets, anonymous]),
         "rss_mib": round(rss),
         "server_warnings": len([line for line in log if "WARNING" in line or "ERROR" in line]),
-        "server_log": [line.split(" ", 2)[-1][:160] for line in log if "streaming" in line][-8:],
+        # The passes that revoked, and each distinct warning (its first 160 characters).
+        "passes": [line.split(" ", 2)[-1] for line in log if "re-check revoked" in line],
+        "warnings": sorted(
+            {
+                line.split(" ", 2)[-1][:160]
+                for line in log
+                if " WARNING " in line or " ERROR " in line
+            }
+        )[:8],
     }
 
 
