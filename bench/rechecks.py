@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -233,15 +234,11 @@ async def measure(args: argparse.Namespace, env: dict[str, str], session: str, l
         "revoked": sum(s.revoked for s in [*sockets, anonymous]),
         "rss_mib": round(rss),
         "server_warnings": len([line for line in log if "WARNING" in line or "ERROR" in line]),
-        # The passes that revoked, and each distinct warning (its first 160 characters).
+        # The passes that revoked, and how often each kind of warning came (its first words).
         "passes": [line.split(" ", 2)[-1] for line in log if "re-check revoked" in line],
-        "warnings": sorted(
-            {
-                line.split(" ", 2)[-1][:160]
-                for line in log
-                if " WARNING " in line or " ERROR " in line
-            }
-        )[:8],
+        "warnings": Counter(
+            line.split(" ", 2)[-1][:70] for line in log if " WARNING " in line or " ERROR " in line
+        ).most_common(8),
     }
 
 
