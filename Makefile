@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-sqlite test-uvicorn test-postgres lint fmt bench stress soak storm clean
+.PHONY: help venv run test test-sqlite test-uvicorn test-postgres lint fmt bench stress soak storm chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ soak: venv ## Soak: 1,000 subscribers, 50 writes/s for 60 s, 5% reconnecting
 
 storm: venv ## Connection storm: 1,000 clients connect and subscribe at once
 	$(PY) -m bench.storm
+
+chaos: venv ## Chaos soak: 1,000 subscribers, 2 servers, 4 writers for 3 min while processes are killed
+	$(PY) -m bench.chaos
 
 clean: ## Remove the venv, the demo database and run files
 	rm -rf $(VENV) .run db.sqlite3* .pytest_cache artifacts

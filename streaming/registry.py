@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,8 @@ class Stream:
 
     `params` turns subscribe params into a key (raising InvalidParams or StreamNotFound),
     `payload(key, using)` returns the key's JSON-ready state or None once it is gone, and
-    `permission(user, key)` says who may subscribe.
+    `permission(user, key)` says who may subscribe. `batch_permission(user, keys)`, optional,
+    returns the allowed ones of many keys at once (the periodic re-check uses it).
     """
 
     name: str
@@ -55,6 +56,16 @@ class Stream:
     payload: Callable[[str, str | None], dict[str, Any] | None]
     permission: Callable[[Any, str], bool]
     include_raw: bool = False
+    batch_permission: Callable[[Any, Sequence[str]], Iterable[str]] | None = None
+
+    def permissions(self, user: Any, keys: Sequence[str]) -> set[str]:
+        """
+        Returns which of `keys` `user` may subscribe to: in one batch_permission call if the
+        stream has one, else one permission() call per key.
+        """
+        if self.batch_permission is None:
+            return {key for key in keys if self.permission(user, key)}
+        return set(self.batch_permission(user, keys)) & set(keys)
 
 
 _streams: dict[str, Stream] = {}

@@ -6,7 +6,7 @@ permission reaches sockets opened before it (checked every STREAMING["RECHECK_SE
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -39,44 +39,39 @@ def session_user(scope: Mapping[str, Any]) -> Any:
     return resolve_session(key)[1]
 
 
-def revoked_keys(user: Any, subscriptions: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Returns the (stream, key) pairs `user` may no longer subscribe to."""
-    lost = []
-    for stream_name, key in subscriptions:
-        try:
-            allowed = get_stream(stream_name).permission(user, key)
-        except StreamNotFound:
-            allowed = False
-        if not allowed:
-            lost.append((stream_name, key))
-    return lost
+def who(user: Any) -> Any:
+    """Returns what permissions depend on: the user's primary key, None when anonymous."""
+    return user.pk if user.is_authenticated else None
 
 
-def recheck_many(
-    work: Iterable[tuple[Mapping[str, Any], list[tuple[str, str]]]],
-) -> list[tuple[Any, list[tuple[str, str]]]]:
+def current_users(scopes: Iterable[Mapping[str, Any]], sessions: dict[str, Any]) -> list[Any]:
     """
-    Returns, for each (scope, subscriptions), the scope's current user and the subscriptions
-    it lost. Each session is read once and each (user, key) permission run once.
+    Returns each scope's current user. `sessions` maps session keys already read in this
+    pass to their user: each session is read once, however many sockets share it.
     """
-    users: dict[str, Any] = {}
-    allowed: dict[tuple[Any, str, str], bool] = {}
-    results = []
-    for scope, subscriptions in work:
+    users = []
+    for scope in scopes:
         key = session_key(scope)
-        if key:
-            if key not in users:
-                users[key] = session_user(scope)
-            user = users[key]
-        else:
-            user = session_user(scope)
-        # Permissions depend on who the user is, not on which socket asks.
-        who = user.pk if user.is_authenticated else None
-        lost = []
-        for stream_name, key in subscriptions:
-            if (who, stream_name, key) not in allowed:
-                allowed[(who, stream_name, key)] = not revoked_keys(user, [(stream_name, key)])
-            if not allowed[(who, stream_name, key)]:
-                lost.append((stream_name, key))
-        results.append((user, lost))
-    return results
+        if not key:
+            users.append(session_user(scope))
+            continue
+        if key not in sessions:
+            sessions[key] = session_user(scope)
+        users.append(sessions[key])
+    return users
+
+
+def allowed_keys(work: Iterable[tuple[Any, str, Sequence[str]]]) -> list[set[str]]:
+    """
+    Returns, for each (user, stream name, keys), the keys the user may still subscribe to,
+    asked of the stream in one call (Stream.permissions); an unknown stream allows none.
+    """
+    out: list[set[str]] = []
+    for user, stream_name, keys in work:
+        try:
+            stream = get_stream(stream_name)
+        except StreamNotFound:
+            out.append(set())
+            continue
+        out.append(stream.permissions(user, keys))
+    return out

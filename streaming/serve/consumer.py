@@ -6,6 +6,7 @@ docs/security.md.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Mapping
@@ -261,10 +262,12 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
     async def revoke(self, user: Any, lost: list[tuple[str, str]]) -> None:
         """Called by the re-checker: records the current user, drops and reports lost keys."""
         self.scope["user"] = user
+        lost = [pair for pair in lost if pair in self.subscriptions]
+        # Leave every lost key before saying so (nothing follows a `revoked`), all at once:
+        # the channel layer's unsubscribes then overlap instead of one wait per key.
+        await asyncio.gather(*(self._leave(stream, key) for stream, key in lost))
         for stream, key in lost:
-            if (stream, key) in self.subscriptions:
-                await self._leave(stream, key)
-                await self.send_json({"action": "revoked", "stream": stream, "key": key})
+            await self.send_json({"action": "revoked", "stream": stream, "key": key})
 
     async def _resolve(self, content: Mapping[str, Any]) -> tuple[Stream, str]:
         """Returns the stream and key named by a subscribe/unsubscribe message."""

@@ -1,13 +1,17 @@
 """
 Permission re-checks, batched: every STREAMING["RECHECK_SECONDS"], one pass per process
-over every connection with subscriptions, in one thread hop. Each session is re-read once
-and each (user, key) permission runs once per pass, however many sockets share them.
+over every connection with subscriptions. Each session is re-read once and each distinct
+(user, key) checked once per pass, however many sockets share them; a stream is asked about
+many keys at once (Stream.permissions). The database thread is shared with the views and
+the subscribes, so a pass takes it in bounded hops: at most SESSIONS_PER_HOP sessions or
+KEYS_PER_HOP keys each, letting other work in between.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from typing import Any
 
@@ -17,6 +21,12 @@ from streaming.conf import streaming_settings
 from streaming.serve import access
 
 logger = logging.getLogger("streaming.serve.rechecks")
+
+SESSIONS_PER_HOP = 200
+KEYS_PER_HOP = 2000
+
+# (who the user is, stream name): what permissions are asked and answered for.
+Ident = tuple[Any, str]
 
 
 class Rechecker:
@@ -49,13 +59,60 @@ class Rechecker:
         """Re-checks `consumers` now; each one told `revoked` for every key it lost."""
         for consumer in consumers:
             consumer.forget_gone()
-        consumers = [c for c in consumers if c.subscriptions]
-        if not consumers:
+        held = [(c, list(c.subscriptions)) for c in consumers if c.subscriptions]
+        if not held:
             return
-        work = [(c.scope, list(c.subscriptions)) for c in consumers]
-        results = await database_sync_to_async(access.recheck_many)(work)
-        for consumer, (user, lost) in zip(consumers, results, strict=True):
-            await consumer.revoke(user, lost)
+        started = time.monotonic()
+        sessions: dict[str, Any] = {}
+        users: list[Any] = []
+        for start in range(0, len(held), SESSIONS_PER_HOP):
+            scopes = [c.scope for c, _ in held[start : start + SESSIONS_PER_HOP]]
+            users += await database_sync_to_async(access.current_users)(scopes, sessions)
+        # Permissions depend on who the user is, not on which socket asks.
+        wanted: dict[Ident, tuple[Any, set[str]]] = {}
+        for (_, subscriptions), user in zip(held, users, strict=True):
+            for stream, key in subscriptions:
+                wanted.setdefault((access.who(user), stream), (user, set()))[1].add(key)
+        allowed: dict[Ident, set[str]] = {}
+        for hop in _hops(wanted):
+            work = [(user, ident[1], keys) for ident, user, keys in hop]
+            results = await database_sync_to_async(access.allowed_keys)(work)
+            for (ident, _, _), keys in zip(hop, results, strict=True):
+                allowed.setdefault(ident, set()).update(keys)
+        asked = time.monotonic()
+        revoking = []
+        count = 0
+        for (consumer, subscriptions), user in zip(held, users, strict=True):
+            ident = access.who(user)
+            lost = [(s, k) for s, k in subscriptions if k not in allowed.get((ident, s), ())]
+            count += len(lost)
+            revoking.append(consumer.revoke(user, lost))
+        # Together: one connection's revocations do not wait for every other's.
+        await asyncio.gather(*revoking)
+        if count:
+            logger.info(
+                "streaming: re-check revoked %d of %d key(s); asked in %.3f s, revoked in %.3f s",
+                count,
+                sum(len(subscriptions) for _, subscriptions in held),
+                asked - started,
+                time.monotonic() - asked,
+            )
+
+
+def _hops(wanted: dict[Ident, tuple[Any, set[str]]]) -> list[list[tuple[Ident, Any, list[str]]]]:
+    """Returns the permission questions in hops of at most KEYS_PER_HOP keys each."""
+    hops: list[list[tuple[Ident, Any, list[str]]]] = [[]]
+    room = KEYS_PER_HOP
+    for ident, (user, keys) in wanted.items():
+        ordered = sorted(keys)
+        while ordered:
+            if room == 0:
+                hops.append([])
+                room = KEYS_PER_HOP
+            part, ordered = ordered[:room], ordered[room:]
+            hops[-1].append((ident, user, part))
+            room -= len(part)
+    return hops
 
 
 _recheckers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Rechecker] = (
