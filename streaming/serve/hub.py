@@ -92,30 +92,6 @@ class Hub(Joins, Repairs):
                 logger.warning("streaming: channel layer unavailable (%r); relay only", exc)
                 self._tasks.append(self.loop.create_task(self._guard(self._connect_later())))
 
-    async def _connect(self) -> None:
-        """Creates the hub's channel, then its receive and heartbeat tasks."""
-        channel = await asyncio.wait_for(
-            self.layer.new_channel("streaming.hub."), JOIN_TIMEOUT_SECONDS
-        )
-        self.channel = channel
-        self.heartbeat = Heartbeat(self.layer, channel, self._rejoin_and_resync)
-        self._tasks += [
-            self.loop.create_task(self._receive()),
-            self.loop.create_task(self.heartbeat.run()),
-        ]
-
-    async def _connect_later(self) -> None:
-        delay = 0.5
-        while self.channel is None:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            try:
-                await self._connect()
-            except Exception:
-                continue
-        for group in list(self.keys):
-            self._join_later(group)
-
     async def join(self, owner: object, send: Send, stream: str, key: str) -> Member:
         """Subscribes `owner` to a key; returns once the key's updates reach this hub."""
         await self.start()

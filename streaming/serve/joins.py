@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from streaming import protocol
+from streaming.serve.heartbeat import Heartbeat
 from streaming.serve.repair import ALWAYS
 
 # How long a subscribe waits for the channel layer to take its group before going on
@@ -30,6 +31,8 @@ class Joins:
     _controls: set[str]
     _unjoined: set[str]
     _joiner: asyncio.Task[None] | None
+    _tasks: list[asyncio.Task[None]]
+    heartbeat: Heartbeat | None
 
     if TYPE_CHECKING:
         # Provided by the hub and its other mixin (streaming.serve.repair.Repairs).
@@ -38,6 +41,8 @@ class Joins:
         def resync(self) -> None: ...
 
         async def _guard(self, coro: Awaitable[None]) -> None: ...
+
+        async def _receive(self) -> None: ...
 
     def _join_later(self, group: str) -> None:
         """Keeps trying to join `group` on the layer, with backoff, while it is subscribed."""
@@ -82,3 +87,27 @@ class Joins:
         for control in self._controls:
             await self.layer.group_add(control, self.channel)
         self.resync()
+
+    async def _connect(self) -> None:
+        """Creates the hub's channel, then its receive and heartbeat tasks."""
+        channel = await asyncio.wait_for(
+            self.layer.new_channel("streaming.hub."), JOIN_TIMEOUT_SECONDS
+        )
+        self.channel = channel
+        self.heartbeat = Heartbeat(self.layer, channel, self._rejoin_and_resync)
+        self._tasks += [
+            self.loop.create_task(self._receive()),
+            self.loop.create_task(self.heartbeat.run()),
+        ]
+
+    async def _connect_later(self) -> None:
+        delay = 0.5
+        while self.channel is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            try:
+                await self._connect()
+            except Exception:
+                continue
+        for group in list(self.keys):
+            self._join_later(group)
