@@ -23,7 +23,8 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-ORIGIN = "http://127.0.0.1"
+from tests.support.wsclient import origin_for
+
 STREAM = "metrics.week"
 SAMPLES = 10
 
@@ -86,10 +87,10 @@ class Subscriber:
         attempt = 0
         while True:
             try:
+                url = self.urls[self.at]
                 async with connect(
-                    self.urls[self.at], origin=ORIGIN, compression=None, open_timeout=15,
-                    close_timeout=1,
-                ) as socket:  # fmt: skip
+                    url, origin=origin_for(url), compression=None, open_timeout=15, close_timeout=1
+                ) as socket:
                     self.session += 1
                     reader = asyncio.get_running_loop().create_task(self._read(socket))
                     try:

@@ -32,8 +32,8 @@ from websockets.asyncio.client import connect
 from bench.chaos_faults import Server
 from tests.support.processes import ROOT
 from tests.support.redis_server import RedisServer
+from tests.support.wsclient import origin_for
 
-ORIGIN = "http://127.0.0.1"
 PER_SOCKET = 50
 STREAM = "metrics.week"
 
@@ -96,7 +96,11 @@ class Socket:
         """
         headers = {"Cookie": f"sessionid={self.session}"} if self.session else {}
         async with connect(
-            self.url, origin=ORIGIN, additional_headers=headers, open_timeout=60, max_queue=None
+            self.url,
+            origin=origin_for(self.url),
+            additional_headers=headers,
+            open_timeout=60,
+            max_queue=None,
         ) as socket:
             self.ok: set[int] = set()
             reader = asyncio.get_running_loop().create_task(self._read(socket, subscribed))
