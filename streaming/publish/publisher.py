@@ -33,6 +33,7 @@ from streaming.conf import channel_layer, streaming_settings
 from streaming.ops.stats import stats
 from streaming.publish import snapshot
 from streaming.publish.layer import group_send_all, reaches_anyone
+from streaming.publish.log import log_sent
 from streaming.registry import AllKeys, StreamNotFound, get_stream
 
 logger = logging.getLogger("streaming.publish.publisher")
@@ -238,7 +239,7 @@ class Publisher:
             stats.add("broadcasts", stream_name, len(outgoing))
             stats.latency(stream_name, latency)
             if logger.isEnabledFor(logging.INFO):
-                _log_sent(stream_name, outgoing, now - started, latency)
+                log_sent(stream_name, outgoing, now - started, latency)
         return failed
 
     def _build(
@@ -273,33 +274,6 @@ class Publisher:
                 message = protocol.refresh_message(stream_name, every.prefix)
                 outgoing.append((protocol.control_group(stream_name), message))
         return outgoing, failed
-
-
-def _log_sent(
-    stream: str, outgoing: list[tuple[str, dict[str, Any]]], duration: float, latency: float
-) -> None:
-    """Logs one INFO line per stream per batch, as key=value text and as `extra` fields."""
-    updates = [m for _, m in outgoing if m["type"] == "stream.update"]
-    fields = {
-        "stream": stream,
-        "keys": [m["key"] for m in updates],
-        "versions": [m["version"] for m in updates],
-        "refreshes": len(outgoing) - len(updates),
-        "duration_ms": round(duration * 1000, 2),
-        "latency_ms": round(latency * 1000, 2),
-    }
-    shown = ",".join(f"{m['key']}@{m['version']}" for m in updates[:5])
-    if len(updates) > 5:
-        shown += f",+{len(updates) - 5}"
-    logger.info(
-        "streaming: sent stream=%s updates=%s refreshes=%d duration_ms=%.2f latency_ms=%.2f",
-        stream,
-        shown or "-",
-        fields["refreshes"],
-        fields["duration_ms"],
-        fields["latency_ms"],
-        extra=fields,
-    )
 
 
 publisher = Publisher()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from streaming import protocol
@@ -24,32 +24,16 @@ from streaming.registry import AllKeys
 from streaming.serve.daphne import Wire
 from streaming.serve.heartbeat import Heartbeat
 from streaming.serve.joins import JOIN_TIMEOUT_SECONDS, Joins
+from streaming.serve.member import Member, Send
 from streaming.serve.outlet import Outlet, outlet_of
 from streaming.serve.relay import Relay
 from streaming.serve.repair import ALWAYS, Repairs
 
 logger = logging.getLogger("streaming.serve.hub")
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Seconds between looks at full sockets whose drain Twisted cannot report (see drained()).
 DRAIN_POLL_SECONDS = 0.05
-
-
-class Member:
-    """One socket's subscription to one key."""
-
-    __slots__ = ("left", "pending", "ready", "send", "version", "wire")
-
-    def __init__(self, send: Send, wire: Outlet | None = None) -> None:
-        # The socket's own send, shared by its members: `left` keeps a left key silent.
-        self.send = send
-        self.wire = wire
-        self.version = -1
-        self.ready = False
-        self.left = False
-        # The newest update not sent yet: before the subscribe reply, or while stalled.
-        self.pending: dict[str, Any] | None = None
 
 
 class Hub(Joins, Repairs):
