@@ -3,7 +3,7 @@
 in one run, printed as a table with ratios (docs/benchmarks.md explains every figure).
 
 python -m bench.run [--full] [--repeat K] [--profile] [--no-stall] [--no-extras]
-                    [--targets raw,project,dcrf] [--n 1,100,1000] [--json PATH]
+                    [--targets raw,project,uvicorn,dcrf] [--n 1,100,1000] [--json PATH]
 
 After the matrix (unless --no-extras): the one-shot script (bench/oneshot.py), the cost of
 the database capture (bench/capture.py, fewer samples than its own default) and the bulk
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the plan and prints the table; returns the exit status."""
     parser = argparse.ArgumentParser(description="The benchmark of docs/benchmarks.md.")
     parser.add_argument("--full", action="store_true", help="DCRF at every N, burst too")
-    parser.add_argument("--targets", default="raw,project,dcrf")
+    parser.add_argument("--targets", default="raw,project,uvicorn,dcrf")
     parser.add_argument("--n", default="1,100,1000")
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
     parser.add_argument("--profile", action="store_true", help="py-spy each paced phase")
