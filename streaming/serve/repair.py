@@ -127,9 +127,10 @@ class Repairs:
             return
         keys = [key for _, key, _ in wanted]
         try:
-            version, results = await database_sync_to_async(snapshot.read_each)(
-                source.payload, keys, None
-            )
+            # Off the shared database thread: a resync of every key after a layer outage must
+            # not hold back subscribes, the permission re-checks or the site's sync views.
+            read = database_sync_to_async(snapshot.read_each, thread_sensitive=False)
+            version, results = await read(source.payload, keys, None)
         except Exception:
             logger.exception("streaming: re-reading %d key(s) of %s failed", len(keys), stream)
             results = dict.fromkeys(keys)
