@@ -54,20 +54,22 @@ class Repairs:
         """
         Called by the relay with keys the change log names. Writers' own broadcasts usually
         bring them first (the fast path), so they are looked at after a grace period: over a
-        shared layer, any process's; in one process, while this process's publisher holds them.
+        shared layer, any process's; in one process, a moment (PostgreSQL's NOTIFY can come
+        before the writer's on_commit hands the key to its publisher), then as long as this
+        process's publisher holds them.
         """
         shared = not isinstance(self.layer, InMemoryChannelLayer)
-        grace = streaming_settings.RELAY_GRACE_SECONDS if shared else 0.0
-        if grace:
-            self.loop.call_later(grace, self.changed, changes)
-            return
+        grace = streaming_settings.RELAY_GRACE_SECONDS if shared else _HELD_RECHECK_SECONDS
+        self.loop.call_later(grace, self.changed if shared else self._unless_held, changes)
+
+    def _unless_held(self, changes: Changes) -> None:
         held: Changes = {}
         for stream, keys in changes.items():
             for key in keys:
                 if isinstance(key, str) and publisher.holds(stream, key):
                     held.setdefault(stream, {})[key] = keys[key]
         if held:
-            self.loop.call_later(_HELD_RECHECK_SECONDS, self.relayed, held)
+            self.loop.call_later(_HELD_RECHECK_SECONDS, self._unless_held, held)
             changes = {
                 s: {k: v for k, v in keys.items() if k not in held.get(s, ())}
                 for s, keys in changes.items()
