@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -174,14 +173,6 @@ def own_redis(settings, redis_server: RedisServer) -> RedisServer:
     """Makes this process broadcast through a private Redis the test may kill."""
     settings.CHANNEL_LAYERS, settings.STREAMING = redis_settings(redis_server.url)
     return redis_server
-
-
-@pytest.fixture
-def server(transactional_db, own_redis: RedisServer) -> Iterator[DaphneServer]:
-    """Returns a daphne process using the private Redis."""
-    process = DaphneServer(own_redis.url).start()
-    yield process
-    process.stop()
 
 
 async def test_the_resync_after_a_heartbeat_loss_does_not_stop_at_a_bad_key(own_redis, server):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,14 +45,6 @@ def own_redis(settings, redis_server: RedisServer) -> RedisServer:
     settings.CHANNEL_LAYERS, streaming = redis_settings(redis_server.url)
     settings.STREAMING = {**streaming, "RETRY_SECONDS": 0.5}
     return redis_server
-
-
-@pytest.fixture
-def server(transactional_db, own_redis: RedisServer) -> Iterator[DaphneServer]:
-    """Returns a daphne process using the private Redis."""
-    daphne = DaphneServer(own_redis.url).start()
-    yield daphne
-    daphne.stop()
 
 
 async def write(series: Series, value: float) -> None:

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -68,14 +67,6 @@ def own_redis(settings, redis_server: RedisServer) -> RedisServer:
     settings.CHANNEL_LAYERS, streaming = redis_settings(redis_server.url)
     settings.STREAMING = {**streaming, "RETRY_SECONDS": RETRY_SECONDS}
     return redis_server
-
-
-@pytest.fixture
-def server(transactional_db, own_redis: RedisServer) -> Iterator[DaphneServer]:
-    """Returns a daphne process using the private Redis."""
-    process = DaphneServer(own_redis.url).start()
-    yield process
-    process.stop()
 
 
 def make_series(*slugs: str) -> list[Series]:
