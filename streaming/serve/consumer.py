@@ -49,6 +49,8 @@ FIELDS = frozenset({"action", "request_id", "stream", "params"})
 UNAVAILABLE = (*redis_errors(), OSError, TimeoutError)
 # A key the user may not see answers exactly like a key that does not exist (as REST's 404).
 HIDDEN = "Not found, or not visible to you."
+# `revoked` frames a connection sends before letting the event loop run other work.
+_REVOKED_PER_TURN = 100
 
 
 class StreamConsumer(BoundedSocket, ActionConsumer):
@@ -266,8 +268,12 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
         # Leave every lost key before saying so (nothing follows a `revoked`), all at once:
         # the channel layer's unsubscribes then overlap instead of one wait per key.
         await asyncio.gather(*(self._leave(stream, key) for stream, key in lost))
-        for stream, key in lost:
+        for n, (stream, key) in enumerate(lost, start=1):
             await self.send_json({"action": "revoked", "stream": stream, "key": key})
+            if n % _REVOKED_PER_TURN == 0:
+                # A send that never suspends would hold the event loop for the whole mass
+                # revocation (seconds at 20,000 keys): let the views and the hub in between.
+                await asyncio.sleep(0)
 
     async def _resolve(self, content: Mapping[str, Any]) -> tuple[Stream, str]:
         """Returns the stream and key named by a subscribe/unsubscribe message."""

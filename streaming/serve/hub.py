@@ -62,6 +62,9 @@ class Hub(Joins, Repairs):
         # Groups the channel layer did not take yet (it was down): retried in the background.
         self._unjoined: set[str] = set()
         self._joiner: asyncio.Task[None] | None = None
+        # Groups left by their last socket, not yet left on the channel layer (in order).
+        self._leaving: dict[str, None] = {}
+        self._leaver: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Starts the relay, and connects to the channel layer (in the background if it is down)."""
@@ -138,15 +141,9 @@ class Hub(Joins, Repairs):
         if not members and group in self._joined:
             del self.groups[group], self.keys[group], self._joined[group]
             self._unjoined.discard(group)
-            if self.channel is not None:
-                try:
-                    await asyncio.wait_for(
-                        self.layer.group_discard(group, self.channel), JOIN_TIMEOUT_SECONDS
-                    )
-                except Exception:
-                    # A layer that is down: the group is left when it comes back (the pub/sub
-                    # layer re-subscribes what it holds; one stray group costs a no-op).
-                    logger.debug("streaming: leaving %s failed", group, exc_info=True)
+            # Nothing reaches the key's sockets from here on; the layer is left in the
+            # background, so a mass revocation does not wait one UNSUBSCRIBE per key.
+            self._leave_later(group)
 
     async def fanout(self, message: dict[str, Any]) -> None:
         """Sends an update to every local socket of its key that has not seen it."""

@@ -8,12 +8,15 @@ the database relay serves its key.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from streaming import protocol
 from streaming.serve.heartbeat import Heartbeat
 from streaming.serve.repair import ALWAYS
+
+logger = logging.getLogger("streaming.serve.joins")
 
 # How long a subscribe waits for the channel layer to take its group before going on
 # without it (the database relay serves the key meanwhile).
@@ -29,8 +32,11 @@ class Joins:
     groups: dict[str, dict[object, Any]]
     keys: dict[str, tuple[str, str]]
     _controls: set[str]
+    _joined: dict[str, asyncio.Future[None]]
     _unjoined: set[str]
     _joiner: asyncio.Task[None] | None
+    _leaving: dict[str, None]
+    _leaver: asyncio.Task[None] | None
     _tasks: list[asyncio.Task[None]]
     heartbeat: Heartbeat | None
 
@@ -71,6 +77,30 @@ class Joins:
                 # Anything the layer carried before the join is read from the database.
                 self._mark(group, ALWAYS)
             delay = min(delay * 2, 10.0)
+
+    def _leave_later(self, group: str) -> None:
+        """Leaves `group` on the layer in the background, one group at a time."""
+        self._leaving[group] = None
+        if self._leaver is None or self._leaver.done():
+            self._leaver = self.loop.create_task(self._guard(self._discard_left()))
+
+    async def _discard_left(self) -> None:
+        # One at a time: a subscribe's join waits behind one discard at most, not behind
+        # thousands queued on the layer's lock.
+        while self._leaving:
+            group = next(iter(self._leaving))
+            del self._leaving[group]
+            if group in self._joined or self.channel is None:
+                # Subscribed again meanwhile (the layer keeps it), or nothing was joined.
+                continue
+            try:
+                await asyncio.wait_for(
+                    self.layer.group_discard(group, self.channel), JOIN_TIMEOUT_SECONDS
+                )
+            except Exception:
+                # A layer that is down: the group is left when it comes back (the pub/sub
+                # layer re-subscribes what it holds; one stray group costs a no-op).
+                logger.debug("streaming: leaving %s failed", group, exc_info=True)
 
     async def _add(self, group: str, control: str) -> None:
         assert self.channel is not None

@@ -5,6 +5,7 @@ the socket left stays silent even while a fan-out is under way (streaming/serve/
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -49,3 +50,37 @@ async def test_a_key_left_during_a_fanout_gets_nothing_more():
     assert got == {"first": [2], "second": []}
     assert list(hub.groups[protocol.group_name("s", "k")]) == [owners["first"]]
     await hub.leave(owners["first"], "s", "k")
+
+
+async def test_leaving_does_not_wait_on_the_layer_and_a_quick_return_stays_joined():
+    """
+    Tests that the last socket leaving a key returns while the channel layer is stuck, that
+    the layer is left afterwards in the background, and that a key subscribed again before
+    the background reaches it stays joined on the layer.
+    """
+    hub = get_hub()
+    gate = asyncio.Event()
+    discard = hub.layer.group_discard
+
+    async def stuck_discard(group: str, channel: str) -> None:
+        await gate.wait()
+        await discard(group, channel)
+
+    async def send(event: dict[str, Any]) -> None:
+        pass
+
+    owner = object()
+    for key in ("left", "back"):
+        await hub.join(owner, send, "s", key)
+    hub.layer.group_discard = stuck_discard
+    await asyncio.wait_for(hub.leave(owner, "s", "left"), 1)
+    await asyncio.wait_for(hub.leave(owner, "s", "back"), 1)
+    await hub.join(owner, send, "s", "back")
+    gate.set()
+    assert hub._leaver is not None
+    await asyncio.wait_for(hub._leaver, 5)
+
+    layer_groups = hub.layer.groups
+    assert hub.channel not in layer_groups.get(protocol.group_name("s", "left"), {})
+    assert hub.channel in layer_groups[protocol.group_name("s", "back")]
+    await hub.leave(owner, "s", "back")

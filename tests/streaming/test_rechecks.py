@@ -122,3 +122,36 @@ async def test_a_lost_permission_revokes_every_one_of_many_keys(daphne):
     revoked = [m for m in client.received if m.get("action") == "revoked"]
     assert {m["key"] for m in revoked} == keys
     await client.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_mass_revocation_lets_other_work_run_between_its_frames(settings):
+    """
+    Tests that a connection told `revoked` for 1,000 keys gives the event loop back while
+    it sends them: another task gets a turn before the last frame, not after all of them.
+    """
+    from streaming.serve.consumer import StreamConsumer
+    from streaming.serve.hub import get_hub
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    consumer = StreamConsumer()
+    consumer.hub = get_hub()
+    consumer.scope = {"user": AnonymousUser()}
+    lost = [(WEEK_STREAM, f"1:{n}") for n in range(1000)]
+    consumer.subscriptions = dict.fromkeys(lost)
+    events: list[str] = []
+
+    async def send_json(content: dict[str, Any]) -> None:
+        events.append(content["action"])
+
+    async def other_work() -> None:
+        events.append("other")
+
+    consumer.send_json = send_json  # type: ignore[method-assign]
+    other = asyncio.get_running_loop().create_task(other_work())
+    await consumer.revoke(AnonymousUser(), lost)
+    await other
+
+    assert events.count("revoked") == 1000
+    assert events.index("other") < len(events) - 1
+    assert consumer.subscriptions == {}
