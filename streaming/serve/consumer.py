@@ -39,7 +39,7 @@ from streaming.serve.limits import (
     FloodGuard,
     too_large,
 )
-from streaming.serve.rechecks import get_rechecker
+from streaming.serve.rechecks import REVOKED_PER_TURN, get_rechecker
 
 logger = logging.getLogger("streaming.serve.consumer")
 
@@ -49,8 +49,6 @@ FIELDS = frozenset({"action", "request_id", "stream", "params"})
 UNAVAILABLE = (*redis_errors(), OSError, TimeoutError)
 # A key the user may not see answers exactly like a key that does not exist (as REST's 404).
 HIDDEN = "Not found, or not visible to you."
-# `revoked` frames a connection sends before letting the event loop run other work.
-_REVOKED_PER_TURN = 100
 
 
 class StreamConsumer(BoundedSocket, ActionConsumer):
@@ -270,9 +268,8 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
         await asyncio.gather(*(self._leave(stream, key) for stream, key in lost))
         for n, (stream, key) in enumerate(lost, start=1):
             await self.send_json({"action": "revoked", "stream": stream, "key": key})
-            if n % _REVOKED_PER_TURN == 0:
-                # A send that never suspends would hold the event loop for the whole mass
-                # revocation (seconds at 20,000 keys): let the views and the hub in between.
+            if n % REVOKED_PER_TURN == 0:
+                # Sends that never suspend would hold the event loop for all of them.
                 await asyncio.sleep(0)
 
     async def _resolve(self, content: Mapping[str, Any]) -> tuple[Stream, str]:

@@ -24,6 +24,8 @@ logger = logging.getLogger("streaming.serve.rechecks")
 
 SESSIONS_PER_HOP = 200
 KEYS_PER_HOP = 2000
+# `revoked` frames sent before the event loop runs other work.
+REVOKED_PER_TURN = 100
 
 # (who the user is, stream name): what permissions are asked and answered for.
 Ident = tuple[Any, str]
@@ -80,15 +82,18 @@ class Rechecker:
             for (ident, _, _), keys in zip(hop, results, strict=True):
                 allowed.setdefault(ident, set()).update(keys)
         asked = time.monotonic()
-        revoking = []
-        count = 0
+        revoking: list[Any] = []
+        count = in_turn = 0
         for (consumer, subscriptions), user in zip(held, users, strict=True):
             ident = access.who(user)
             lost = [(s, k) for s, k in subscriptions if k not in allowed.get((ident, s), ())]
             count += len(lost)
+            in_turn += len(lost)
             revoking.append(consumer.revoke(user, lost))
-        # Together: one connection's revocations do not wait for every other's.
-        await asyncio.gather(*revoking)
+            if in_turn >= REVOKED_PER_TURN:
+                await _revoke_together(revoking)
+                revoking, in_turn = [], 0
+        await _revoke_together(revoking)
         if count:
             logger.info(
                 "streaming: re-check revoked %d of %d key(s); asked in %.3f s, revoked in %.3f s",
@@ -97,6 +102,14 @@ class Rechecker:
                 asked - started,
                 time.monotonic() - asked,
             )
+
+
+async def _revoke_together(revoking: list[Any]) -> None:
+    # A turn's connections together, so one does not wait for every other's sends; then the
+    # event loop's other work (views, subscribes, the hub) before the next turn, as sends
+    # that never suspend would otherwise hold it for a whole mass revocation.
+    await asyncio.gather(*revoking)
+    await asyncio.sleep(0)
 
 
 def _hops(wanted: dict[Ident, tuple[Any, set[str]]]) -> list[list[tuple[Ident, Any, list[str]]]]:

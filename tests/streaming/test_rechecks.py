@@ -155,3 +155,37 @@ async def test_a_mass_revocation_lets_other_work_run_between_its_frames(settings
     assert events.count("revoked") == 1000
     assert events.index("other") < len(events) - 1
     assert consumer.subscriptions == {}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_pass_revoking_many_connections_lets_other_work_run_between_them():
+    """
+    Tests that a pass revoking 50 keys on each of 40 connections gives the event loop back
+    between turns: a task scheduled when the first connection is told runs before the last.
+    """
+    _, private = await sync_to_async(many_series)(2)
+    consumers = [FakeConsumer(private[:50]) for _ in range(40)]
+    told: list[str] = []
+    others: list[asyncio.Task[None]] = []
+
+    async def other_work() -> None:
+        told.append("other")
+
+    def telling(consumer: FakeConsumer) -> Any:
+        async def revoke(user: Any, lost: list[tuple[str, str]]) -> None:
+            if not others:
+                others.append(asyncio.get_running_loop().create_task(other_work()))
+            told.append("revoked")
+            consumer.lost += lost
+
+        return revoke
+
+    for consumer in consumers:
+        consumer.revoke = telling(consumer)  # type: ignore[method-assign]
+
+    await rechecks.Rechecker().check(consumers)
+    await others[0]
+
+    assert told.count("revoked") == 40
+    assert told.index("other") < len(told) - 1
+    assert all(len(consumer.lost) == 50 for consumer in consumers)
