@@ -180,6 +180,9 @@ class Subscriber:
             await self.socket.send(json.dumps({**message, "params": {"series": self.slug}}))
             async with asyncio.timeout(60):
                 reply = json.loads(await self.socket.recv())
+                # A heartbeat may come first when the server is slow to reply (a storm).
+                while "response_status" not in reply:
+                    reply = json.loads(await self.socket.recv())
             if reply.get("response_status") != 200:
                 raise RuntimeError(f"subscribe refused: {reply}")
             data = reply["data"]
