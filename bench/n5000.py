@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="rounds (best p99 kept)")
     parser.add_argument("--clients", default="bench.lean_clients")
-    # daphne's default (5 s) refuses most of a 5,000 storm; 60 s lets it show how long it takes.
-    parser.add_argument("--storm-timeout", type=int, default=60, help="daphne's connect timeout")
+    parser.add_argument(
+        "--storm-timeout", type=int, default=None, help="daphne's connect timeout (default 5 s)"
+    )
     parser.add_argument("--no-storm", action="store_true")
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench-5000.json"))
     args = parser.parse_args(argv)
