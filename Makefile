@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-sqlite test-uvicorn test-postgres lint fmt bench stress soak storm chaos clean
+.PHONY: help venv run test test-sqlite test-uvicorn test-postgres lint fmt bench bench-5000 stress soak \
+	storm chaos clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,9 @@ fmt: venv ## Format and fix what ruff can
 
 bench: venv ## Benchmark: this project vs DCRF vs the raw limit (docs/benchmarks.md)
 	$(PY) -m bench.run
+
+bench-5000: venv ## Benchmark at N = 5,000 (raw vs this project, 10 writes/s), then a storm of 5,000 connects
+	$(PY) -m bench.n5000
 
 stress: venv ## Convergence stress run: 4 writers x 1,000 writes
 	$(PY) -m bench.stress

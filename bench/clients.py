@@ -132,6 +132,9 @@ class Swarm:
                     await ws.send(frame)
                     async with asyncio.timeout(60):
                         reply = json.loads(await ws.recv())
+                        # A heartbeat may come before the reply to a late subscribe.
+                        while "response_status" not in reply:
+                            reply = json.loads(await ws.recv())
                     if reply.get("response_status", 500) >= 300:
                         raise RuntimeError(f"subscribe failed: {reply}")
             except Exception as exc:

@@ -153,6 +153,15 @@ def targets(results: list[dict[str, Any]]) -> str:
         if pb is not None and rb is not None:
             shown = f"{pb:.2f}s vs {rb:.2f}s"
             checks.append(("burst N=1000 within raw's total time", pb <= rb, shown))
+    p5000, r5000 = find(results, "project", 5000), find(results, "raw", 5000)
+    if p5000 and r5000:
+        lost, x = p5000["paced"]["lost_share"], ratio(p5000["paced"]["p99"], r5000["paced"]["p99"])
+        ok = lost == 0 and x is not None and x <= 1
+        rate = p5000.get("rate", 10)
+        shown = f"lost {lost:.2%}, {_fmt(x, 1, 2)}x"
+        checks.append((f"N=5000 at {rate:.0f}/s: 0 lost, p99 <= 1x raw", ok, shown))
+        kb = p5000["kb_per_connection"]
+        checks.append(("memory <= 20 KB per connection (N=5000)", kb <= 20, f"{kb:.1f} KB"))
     if p1 and r1:
         x = ratio(p1["paced"]["p50"], r1["paced"]["p50"])
         checks.append(("N=1: p50 <= 1.5x raw", x is not None and x <= 1.5, f"{x:.2f}x"))

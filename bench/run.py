@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import capture, ingest, oneshot, report
 from bench.measures import phase
 from bench.profile import Sampler, summarize
@@ -32,19 +34,24 @@ from bench.targets import ROOT, TARGETS, ProjectTarget, Target
 
 WRITES, RATE, BURST, BASE_BURST = 200, 50.0, 200, 10_000
 PROFILE_DIR = ROOT / "artifacts" / "profiles"
-CLIENT = [sys.executable, "-m", "bench.clients"]
 _RUNS = itertools.count(1)
 
 
 @dataclass(frozen=True)
 class Run:
-    """One cell of the matrix: a target, N subscribers, the writes and the bounded wait."""
+    """
+    One cell of the matrix: a target, N subscribers, the paced writes (count and rate),
+    the burst, the bounded wait, and the client processes (module and count, 0 = default).
+    """
 
     target: str
     n: int
     writes: int = WRITES
     burst: int = BURST
     wait: float = 30.0
+    rate: float = RATE
+    clients: str = "bench.clients"
+    processes: int = 0
 
 
 def default_plan(full: bool) -> list[Run]:
@@ -66,7 +73,12 @@ def client_processes(n: int) -> int:
 
 def cpu_seconds(target: Target) -> float:
     """Returns the server's CPU time so far (user + system, all threads)."""
-    times = target.process.cpu_times()
+    return process_cpu(target.process)
+
+
+def process_cpu(process: psutil.Process) -> float:
+    """Returns a process's CPU time so far (user + system, all threads)."""
+    times = process.cpu_times()
     return times.user + times.system
 
 
@@ -84,11 +96,12 @@ def run_one(target: Target, run: Run, profile: Path | None = None) -> dict[str, 
     series = f"bench-n{run.n}-{next(_RUNS)}"
     target.prepare(series)
     rss_before = target.process.memory_info().rss
-    count = client_processes(run.n)
+    count = run.processes or client_processes(run.n)
     shares = [run.n // count + (1 if i < run.n % count else 0) for i in range(count)]
+    client = [sys.executable, "-m", run.clients, target.client_kind, target.ws_url]
     procs = [
         subprocess.Popen(
-            [*CLIENT, target.client_kind, target.ws_url, str(share), series],
+            [*client, str(share), series],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -105,10 +118,14 @@ def run_one(target: Target, run: Run, profile: Path | None = None) -> dict[str, 
         rss_after = target.process.memory_info().rss
 
         sampler = Sampler(target.process.pid, profile) if profile else None
-        cpu = cpu_seconds(target)
-        paced = target.write(series, run.writes, RATE, 0)
+        handles = [psutil.Process(p.pid) for p in procs]
+        cpu, clients_cpu = cpu_seconds(target), [process_cpu(h) for h in handles]
+        paced_began = time.time()
+        paced = target.write(series, run.writes, run.rate, 0)
         ask(procs, f"wait {run.writes} {run.wait}")
         paced_cutoff, paced_cpu = time.time(), cpu_seconds(target) - cpu
+        # What the clients cost beside the server, over the same phase (their sizing).
+        clients_cpu = [process_cpu(h) - c for h, c in zip(handles, clients_cpu, strict=True)]
         if sampler is not None:
             sampler.stop()
 
@@ -139,6 +156,11 @@ def run_one(target: Target, run: Run, profile: Path | None = None) -> dict[str, 
         "rss_before": rss_before,
         "rss_after": rss_after,
         "kb_per_connection": (rss_after - rss_before) / 1024 / run.n if run.n >= 100 else None,
+        "rate": run.rate,
+        "client_processes": count,
+        "paced_seconds": paced_cutoff - paced_began,
+        "server_cpu_seconds": paced_cpu,
+        "clients_cpu_seconds": clients_cpu,
         "paced": phase(paced, traces, received, paced_cutoff, paced_cpu).summary(),
     }
     if profile is not None:

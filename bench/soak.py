@@ -35,9 +35,10 @@ MIB = 1024 * 1024
 
 
 class Site:
-    """This project on daphne, with its own fresh SQLite database and redis-server."""
+    """This project on daphne (with extra options, if any), its own SQLite and redis-server."""
 
-    def __init__(self) -> None:
+    def __init__(self, daphne_options: tuple[str, ...] = ()) -> None:
+        self.options = daphne_options
         self.dir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
         self.redis = RedisServer()
         self.port = free_port()
@@ -72,7 +73,8 @@ class Site:
             "from django.core.management import call_command\ncall_command('migrate', verbosity=0)"
         )
         self.redis.start()
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        args = [sys.executable, "-m", "daphne", *self.options, "-b", "127.0.0.1"]
+        args += ["-p", str(self.port)]
         self.server = subprocess.Popen(
             [*args, "settings.asgi:application"], cwd=ROOT, env=self.env(), stdout=self.log,
             stderr=self.log,
@@ -180,6 +182,9 @@ class Subscriber:
             await self.socket.send(json.dumps({**message, "params": {"series": self.slug}}))
             async with asyncio.timeout(60):
                 reply = json.loads(await self.socket.recv())
+                # A heartbeat may come first when the server is slow to reply (a storm).
+                while "response_status" not in reply:
+                    reply = json.loads(await self.socket.recv())
             if reply.get("response_status") != 200:
                 raise RuntimeError(f"subscribe refused: {reply}")
             data = reply["data"]

@@ -4,7 +4,9 @@ one write must reach every one of them. Reports failures, the time the storm too
 the Redis connections the server opened (redis-py 8's async pools raise past their cap;
 docs/security.md).
 
-Run as `python -m bench.storm [--clients N]`.
+Run as `python -m bench.storm [--clients N] [--connect-timeout S]`. daphne refuses (403) or
+drops a handshake its application has not accepted within --websocket_connect_timeout (5 s
+by default); --connect-timeout S starts daphne with S instead.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import psutil
 from redis import Redis
 
 from bench.soak import SEED, Site, Subscriber
@@ -34,9 +37,17 @@ def redis_clients(url: str) -> int:
     return int(Redis.from_url(url).info("clients")["connected_clients"])
 
 
+def listen_overflows() -> int:
+    """Returns the kernel's count of connections dropped by a full listen queue (all ports)."""
+    with open("/proc/net/netstat") as stats:
+        lines = [line.split() for line in stats if line.startswith("TcpExt:")]
+    return int(dict(zip(lines[0], lines[1], strict=True)).get("ListenOverflows", 0))
+
+
 async def storm(args: argparse.Namespace) -> dict[str, Any]:
     """Runs one storm and returns its figures."""
-    site = Site().start()
+    timeout = getattr(args, "connect_timeout", None)
+    site = Site(("--websocket_connect_timeout", str(timeout)) if timeout else ()).start()
     errors: list[str] = []
     try:
         site.run(SEED.format(count=args.series))
@@ -44,9 +55,14 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
             Subscriber(site.ws_url, f"soak-{i % args.series}", errors) for i in range(args.clients)
         ]
         redis_before = redis_clients(site.redis.url)
+        server, me = psutil.Process(site.server.pid), psutil.Process()
+        cpu = [sum(server.cpu_times()[:2]), sum(me.cpu_times()[:2])]
+        overflows = listen_overflows()
         started = time.monotonic()
         await asyncio.gather(*(c.open() for c in clients))
         storm_seconds = time.monotonic() - started
+        cpu = [sum(server.cpu_times()[:2]) - cpu[0], sum(me.cpu_times()[:2]) - cpu[1]]
+        overflows = listen_overflows() - overflows
         connected = sum(1 for c in clients if c.reader is not None)
         redis_after = redis_clients(site.redis.url)
 
@@ -70,6 +86,10 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         "failed": args.clients - connected,
         "failure_kinds": dict(kinds),
         "storm_seconds": round(storm_seconds, 2),
+        "server_cpu_seconds": round(cpu[0], 2),
+        "clients_cpu_seconds": round(cpu[1], 2),
+        "listen_overflows": overflows,
+        "daphne_connect_timeout": timeout or 5,
         "write_delivered_to": delivered,
         "redis_connections_before": redis_before,
         "redis_connections_after": redis_after,
@@ -82,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--series", type=int, default=20)
+    parser.add_argument("--connect-timeout", type=int, default=None, help="daphne's, in s")
     args = parser.parse_args(argv)
     figures = asyncio.run(storm(args))
     print(json.dumps(figures))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from rest_framework.exceptions import (
@@ -100,6 +101,18 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
             pass
         finally:
             self.release()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """
+        Calls the message's handler. Unlike channels', it skips the hop to the database
+        thread to close old connections: every database call here is a
+        database_sync_to_async, which closes them in that thread, before and after.
+        """
+        # The hop was a tenth of the server's CPU in a storm of 5,000 connects.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Called when a WebSocket connection is opened."""
