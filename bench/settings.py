@@ -17,3 +17,6 @@ elif _VARIANT == "poll-5ms":
     STREAMING["RELAY_POLL_SECONDS"] = 0.005  # noqa: F405
 elif _VARIANT == "conn-max-age":
     DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405
+elif _VARIANT == "no-relay":
+    STREAMING["RELAY_POLL_SECONDS"] = 3600.0  # noqa: F405
+    STREAMING["RELAY_SAFETY_SECONDS"] = 3600.0  # noqa: F405
