@@ -23,15 +23,29 @@ class Change(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    version = models.BigIntegerField(null=True, db_index=True)
+    version = models.BigIntegerField(null=True)
     # PostgreSQL: the writing transaction, which stamps `version` on its rows at commit.
-    txid = models.BigIntegerField(default=0, db_index=True)
+    txid = models.BigIntegerField(default=0)
     model = models.CharField(max_length=200)
     rows = models.TextField()
 
     class Meta:
         db_table = "streaming_change"
         default_permissions = ()
+        # Partial: a row enters the txid index only while unstamped (PostgreSQL, until its
+        # commit; never on SQLite, which stamps at insert) and the version index once stamped.
+        indexes = [
+            models.Index(
+                fields=["version"],
+                condition=models.Q(version__isnull=False),
+                name="streaming_change_stamped",
+            ),
+            models.Index(
+                fields=["txid"],
+                condition=models.Q(version__isnull=True),
+                name="streaming_change_unstamped",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model} @ {self.version}"

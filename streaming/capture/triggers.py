@@ -35,18 +35,28 @@ _PG_NOW = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 _PG_STAMP = f"""
 CREATE OR REPLACE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-  tx bigint := pg_current_xact_id()::text::bigint;
   v bigint := NULLIF(current_setting('streaming.version', true), '')::bigint;
 BEGIN
   IF v IS NULL THEN
-    INSERT INTO streaming_clock (id, n) VALUES (1, {_PG_NOW})
-      ON CONFLICT (id) DO UPDATE SET n = GREATEST(streaming_clock.n + 1, EXCLUDED.n)
-      RETURNING n INTO v;
+    -- One statement bumps the clock and stamps every change of the transaction, so the
+    -- firings for its other rows find theirs stamped by primary key, not by a scan.
+    WITH clock AS (
+      UPDATE streaming_clock SET n = GREATEST(n + 1, {_PG_NOW}) WHERE id = 1 RETURNING n
+    ), stamped AS (
+      UPDATE streaming_change SET version = clock.n FROM clock
+        WHERE txid = pg_current_xact_id()::text::bigint AND version IS NULL
+    )
+    SELECT n INTO v FROM clock;
+    IF NOT FOUND THEN
+      -- No clock row yet (a new or flushed table).
+      INSERT INTO streaming_clock (id, n) VALUES (1, {_PG_NOW})
+        ON CONFLICT (id) DO UPDATE SET n = GREATEST(streaming_clock.n + 1, EXCLUDED.n)
+        RETURNING n INTO v;
+      UPDATE streaming_change SET version = v
+        WHERE txid = pg_current_xact_id()::text::bigint AND version IS NULL;
+    END IF;
     PERFORM set_config('streaming.version', v::text, true);
     PERFORM pg_notify('streaming', '');
-    -- Every change of the transaction at once: the firings for its other rows then find
-    -- theirs stamped by primary key, not by scanning the transaction's rows again.
-    UPDATE streaming_change SET version = v WHERE txid = tx AND version IS NULL;
   ELSE
     UPDATE streaming_change SET version = v WHERE id = NEW.id AND version IS NULL;
   END IF;
@@ -71,9 +81,10 @@ def columns(model: type[models.Model]) -> list[tuple[str, str]]:
     return [(name, str(meta.get_field(name).column)) for name in names]  # type: ignore[union-attr]
 
 
-def _json_object(connection: BaseDatabaseWrapper, model: type[models.Model], row: str) -> str:
+def _json_object(
+    connection: BaseDatabaseWrapper, model: type[models.Model], row: str, function: str
+) -> str:
     qn = connection.ops.quote_name
-    function = "json_object" if connection.vendor == "sqlite" else "jsonb_build_object"
     pairs = ", ".join(f"'{attname}', {row}.{qn(column)}" for attname, column in columns(model))
     return f"{function}({pairs})"
 
@@ -86,7 +97,8 @@ def _sqlite(connection: BaseDatabaseWrapper, model: type[models.Model]) -> dict[
         f"INSERT INTO streaming_clock (id, n) VALUES (1, {_SQLITE_NOW}) "
         "ON CONFLICT (id) DO UPDATE SET n = max(n + 1, excluded.n);"
     )
-    old, new = _json_object(connection, model, "OLD"), _json_object(connection, model, "NEW")
+    old = _json_object(connection, model, "OLD", "json_object")
+    new = _json_object(connection, model, "NEW", "json_object")
     rows = {"insert": f"json_array({new})", "delete": f"json_array({old})"}
     rows["update"] = f"json_array({old}, {new})"
     out = {}
@@ -103,23 +115,27 @@ def _postgresql(connection: BaseDatabaseWrapper, model: type[models.Model]) -> d
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     label = model._meta.label_lower
-    old = f"SELECT {_json_object(connection, model, 'o')} AS r FROM streaming_old o"
-    new = f"SELECT {_json_object(connection, model, 'n')} AS r FROM streaming_new n"
-    select = {"insert": new, "delete": old, "update": f"{old} UNION {new}"}
+    # Inserted or deleted rows are distinct (each has its primary key): json, built and
+    # aggregated without comparing. An update's old and new rows often have the same keys:
+    # jsonb, which UNION can compare, keeps one of each.
+    kind = {"insert": "json", "delete": "json", "update": "jsonb"}
     referencing = {
         "insert": "NEW TABLE AS streaming_new",
         "delete": "OLD TABLE AS streaming_old",
         "update": "OLD TABLE AS streaming_old NEW TABLE AS streaming_new",
     }
     out = {}
-    for event, rows in select.items():
+    for event in ("insert", "delete", "update"):
+        function = f"{kind[event]}_build_object"
+        old = f"SELECT {_json_object(connection, model, 'o', function)} AS r FROM streaming_old o"
+        new = f"SELECT {_json_object(connection, model, 'n', function)} AS r FROM streaming_new n"
+        rows = {"insert": new, "delete": old, "update": f"{old} UNION {new}"}[event]
         # One record per statement: a bulk call of 1,000 rows is one insert, not 1,000.
+        # One statement; HAVING leaves out a statement that touched no row.
         body = (
-            "DECLARE r jsonb; BEGIN "
-            f"SELECT jsonb_agg(DISTINCT x.r) INTO r FROM ({rows}) x; "
-            "IF r IS NOT NULL THEN INSERT INTO streaming_change (txid, model, rows) VALUES "
-            f"(pg_current_xact_id()::text::bigint, '{label}', r::text); END IF; "
-            "RETURN NULL; END"
+            "BEGIN INSERT INTO streaming_change (txid, model, rows) "
+            f"SELECT pg_current_xact_id()::text::bigint, '{label}', {kind[event]}_agg(x.r)::text "
+            f"FROM ({rows}) x HAVING count(*) > 0; RETURN NULL; END"
         )
         out[event] = (
             f"AFTER {event.upper()} ON {table} REFERENCING {referencing[event]} "

@@ -106,7 +106,9 @@ class Relay:
 
     def _newest(self, connection: Any) -> int:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT COALESCE(MAX(version), 0) FROM streaming_change")
+            cursor.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM streaming_change WHERE version IS NOT NULL"
+            )
             return int(cursor.fetchone()[0])
 
     def _catch_up(self, connection: Any) -> None:
@@ -229,7 +231,7 @@ def prune_log(connection: Any) -> int:
         below = clock[0] - keep_us
         if capped is not None:
             below = max(below, capped[0] + 1)
-        cursor.execute("SELECT MIN(version) FROM streaming_change")
+        cursor.execute("SELECT MIN(version) FROM streaming_change WHERE version IS NOT NULL")
         oldest = cursor.fetchone()[0]
         if oldest is None or oldest >= below:
             return 0

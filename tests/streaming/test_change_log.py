@@ -100,3 +100,29 @@ async def test_a_relay_behind_the_pruned_log_resyncs_everything():
     await asyncio.sleep(0)
     assert resyncs == [True]
     assert relay.last == 10**18
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has one writer at a time")
+def test_postgresql_versions_follow_commit_order_one_per_transaction():
+    """Tests that a transaction begun first but committed last gets the higher version, and
+    that all the statements of one transaction share its version."""
+    import psycopg
+
+    series = Series.objects.create(slug="cpu", name="CPU")
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    insert = "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES (%s, %s, 1)"
+    with psycopg.connect(**params) as first, psycopg.connect(**params) as second:
+        first.execute(insert, (series.pk, STAMP))
+        first.execute(insert, (series.pk, datetime(2026, 12, 1, tzinfo=UTC)))
+        second.execute(insert, (series.pk, STAMP))
+        second.commit()
+        first.commit()
+    changes = list(Change.objects.filter(model="metrics.metric").order_by("id"))
+    assert len(changes) == 3
+    first_versions = {changes[0].version, changes[1].version}
+    assert len(first_versions) == 1
+    assert first_versions.pop() > changes[2].version
+    with snapshot(None) as clock:
+        assert clock == changes[0].version
