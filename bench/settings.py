@@ -20,3 +20,5 @@ elif _VARIANT == "conn-max-age":
 elif _VARIANT == "no-relay":
     STREAMING["RELAY_POLL_SECONDS"] = 3600.0  # noqa: F405
     STREAMING["RELAY_SAFETY_SECONDS"] = 3600.0  # noqa: F405
+elif _VARIANT.startswith("grace-"):
+    STREAMING["RELAY_GRACE_SECONDS"] = float(_VARIANT.removeprefix("grace-")) / 1000  # noqa: F405

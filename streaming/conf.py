@@ -34,9 +34,11 @@ DEFAULTS: dict[str, Any] = {
     # The relay (every server process) reads the database's change log: SQLite is polled
     # this often (PRAGMA data_version, microseconds a poll); PostgreSQL wakes it by NOTIFY.
     "RELAY_POLL_SECONDS": 0.02,
-    # With a shared channel layer, writers' own broadcasts usually arrive first: the relay
-    # looks at the keys it read this much later, and re-reads only those still behind.
-    "RELAY_GRACE_SECONDS": 0.1,
+    # With a shared channel layer, writers' own broadcasts usually arrive first (within a
+    # few ms): the relay looks at the keys it read this long after their commit, and re-reads
+    # only those still behind (a writer killed after its commit, another program, a script
+    # whose first broadcast is still connecting).
+    "RELAY_GRACE_SECONDS": 0.02,
     # It reads the log at least this often anyway (a NOTIFY missed while reconnecting).
     "RELAY_SAFETY_SECONDS": 1.0,
     # Changes are kept this long, and at most this many: a relay that falls further behind

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,16 @@ REPAIR_BACKOFF_MAX_SECONDS = 30.0
 _HELD_RECHECK_SECONDS = 0.02
 
 
+def grace_left(version: int) -> float:
+    """
+    Returns what is left of RELAY_GRACE_SECONDS since the commit that stamped `version`. A
+    version is its commit's time in microseconds unless the clock ran ahead (docs/protocol.md):
+    the grace counts from the commit, never longer than the whole grace from now.
+    """
+    grace = streaming_settings.RELAY_GRACE_SECONDS
+    return min(grace, max(0.0, version / 1_000_000 + grace - time.time()))
+
+
 class Repairs:
     """The hub's marked keys and their re-reads (mixed into streaming.serve.hub.Hub)."""
 
@@ -54,13 +65,15 @@ class Repairs:
         """
         Called by the relay with keys the change log names. Writers' own broadcasts usually
         bring them first (the fast path), so they are looked at after a grace period: over a
-        shared layer, any process's; in one process, a moment (PostgreSQL's NOTIFY can come
-        before the writer's on_commit hands the key to its publisher), then as long as this
-        process's publisher holds them.
+        shared layer, any process's, counted from the commit; in one process, a moment
+        (PostgreSQL's NOTIFY can come before the writer's on_commit hands the key to its
+        publisher), then as long as this process's publisher holds them.
         """
-        shared = not isinstance(self.layer, InMemoryChannelLayer)
-        grace = streaming_settings.RELAY_GRACE_SECONDS if shared else _HELD_RECHECK_SECONDS
-        self.loop.call_later(grace, self.changed if shared else self._unless_held, changes)
+        if isinstance(self.layer, InMemoryChannelLayer):
+            self.loop.call_later(_HELD_RECHECK_SECONDS, self._unless_held, changes)
+            return
+        newest = max((v for keys in changes.values() for v in keys.values()), default=0)
+        self.loop.call_later(grace_left(newest), self.changed, changes)
 
     def _unless_held(self, changes: Changes) -> None:
         held: Changes = {}

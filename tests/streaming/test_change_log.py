@@ -126,3 +126,21 @@ def test_postgresql_versions_follow_commit_order_one_per_transaction():
     assert first_versions.pop() > changes[2].version
     with snapshot(None) as clock:
         assert clock == changes[0].version
+
+
+def test_the_relays_grace_counts_from_the_commit_and_never_exceeds_itself(settings, monkeypatch):
+    """
+    Tests that a relayed key is left to the fast path for what remains of the grace since
+    its commit (its version's time): all of it for a commit just now, none for one long
+    past, and never more than the grace for a clock that ran ahead of the wall clock.
+    """
+    from streaming.serve import repair
+
+    settings.STREAMING = {**settings.STREAMING, "RELAY_GRACE_SECONDS": 0.1}
+    now = 1_800_000_000.0
+    monkeypatch.setattr(repair.time, "time", lambda: now)
+    now_us = int(now * 1_000_000)
+    assert repair.grace_left(now_us) == pytest.approx(0.1)
+    assert repair.grace_left(now_us - 60_000) == pytest.approx(0.04)
+    assert repair.grace_left(now_us - 5_000_000) == 0.0
+    assert repair.grace_left(now_us + 3_600_000_000) == 0.1
