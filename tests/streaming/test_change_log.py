@@ -102,10 +102,19 @@ async def test_a_relay_behind_the_pruned_log_resyncs_everything():
     assert relay.last == 10**18
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has one writer at a time")
-def test_postgresql_versions_follow_commit_order_one_per_transaction():
-    """Tests that a transaction begun first but committed last gets the higher version, and
-    that all the statements of one transaction share its version."""
+def test_versions_follow_commit_order():
+    """
+    Tests that versions follow commit order, not begin order. On PostgreSQL a transaction
+    begun first but committed last gets the higher version, shared by all its statements; on
+    SQLite a second writer waits for the first and gets a version above every one of its.
+    """
+    if connection.vendor == "postgresql":
+        _interleaved_postgresql_writers()
+    else:
+        _sqlite_writer_waits()
+
+
+def _interleaved_postgresql_writers() -> None:
     import psycopg
 
     series = Series.objects.create(slug="cpu", name="CPU")
@@ -126,6 +135,34 @@ def test_postgresql_versions_follow_commit_order_one_per_transaction():
     assert first_versions.pop() > changes[2].version
     with snapshot(None) as clock:
         assert clock == changes[0].version
+
+
+def _sqlite_writer_waits() -> None:
+    import sqlite3
+
+    series = Series.objects.create(slug="cpu", name="CPU")
+    path = connection.settings_dict["NAME"]
+    insert = "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES (?, ?, 1)"
+    first = sqlite3.connect(path, isolation_level=None)
+    second = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        first.execute("BEGIN IMMEDIATE")
+        first.execute(insert, (series.pk, "2026-11-24 12:00:00"))
+        first.execute(insert, (series.pk, "2026-12-01 00:00:00"))
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            second.execute("BEGIN IMMEDIATE")
+        first.execute("COMMIT")
+        second.execute("BEGIN IMMEDIATE")
+        second.execute(insert, (series.pk, "2026-11-24 12:00:00"))
+        second.execute("COMMIT")
+    finally:
+        first.close()
+        second.close()
+    changes = list(Change.objects.filter(model="metrics.metric").order_by("id"))
+    assert len(changes) == 3
+    assert changes[0].version < changes[1].version < changes[2].version
+    with snapshot(None) as clock:
+        assert clock == changes[2].version
 
 
 def test_the_relays_grace_counts_from_the_commit_and_never_exceeds_itself(settings, monkeypatch):
