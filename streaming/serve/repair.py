@@ -34,13 +34,14 @@ REPAIR_BACKOFF_MAX_SECONDS = 30.0
 _HELD_RECHECK_SECONDS = 0.02
 
 
-def grace_left(version: int) -> float:
+def grace_left(version: int, grace: float | None = None) -> float:
     """
-    Returns what is left of RELAY_GRACE_SECONDS since the commit that stamped `version`. A
-    version is its commit's time in microseconds unless the clock ran ahead (docs/protocol.md):
-    the grace counts from the commit, never longer than the whole grace from now.
+    Returns what is left of `grace` (RELAY_GRACE_SECONDS) since the commit that stamped
+    `version`. A version is its commit's time in microseconds unless the clock ran ahead
+    (docs/protocol.md): the grace counts from the commit, never longer than all of it from now.
     """
-    grace = streaming_settings.RELAY_GRACE_SECONDS
+    if grace is None:
+        grace = streaming_settings.RELAY_GRACE_SECONDS
     return min(grace, max(0.0, version / 1_000_000 + grace - time.time()))
 
 
@@ -69,10 +70,13 @@ class Repairs:
         (PostgreSQL's NOTIFY can come before the writer's on_commit hands the key to its
         publisher), then as long as this process's publisher holds them.
         """
-        if isinstance(self.layer, InMemoryChannelLayer):
-            self.loop.call_later(_HELD_RECHECK_SECONDS, self._unless_held, changes)
-            return
         newest = max((v for keys in changes.values() for v in keys.values()), default=0)
+        if isinstance(self.layer, InMemoryChannelLayer):
+            # Counted from the commit too: a write from another process (which this process's
+            # publisher never holds) is re-read as soon as the poll has seen it.
+            wait = grace_left(newest, _HELD_RECHECK_SECONDS)
+            self.loop.call_later(wait, self._unless_held, changes)
+            return
         self.loop.call_later(grace_left(newest), self.changed, changes)
 
     def _unless_held(self, changes: Changes) -> None:
