@@ -181,6 +181,11 @@ async def main(kind: str, url: str, count: int, series: str) -> None:
         if line[0] == "wait":
             reached = await swarm.wait(float(line[1]), float(line[2]))
             print(f"reached {reached}", flush=True)
+    dump_and_exit(swarm)
+
+
+def dump_and_exit(swarm: Swarm) -> None:
+    """Prints the swarm's traces as one JSON line and exits at once."""
     data = {"traces": [c.trace for c in swarm.clients], "received": swarm.received}
     sys.stdout.write(json.dumps(data) + "\n")
     sys.stdout.flush()

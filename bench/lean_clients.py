@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from bench.clients import Client, Swarm, origin_for, reflected, subscribe_message
+from bench.clients import Client, Swarm, dump_and_exit, origin_for, reflected, subscribe_message
 
 # What a decoded frame means: a reply to the subscribe, or a push that reflects a value.
 REPLY, PUSH = "reply", "push"
@@ -253,11 +253,7 @@ async def main(kind: str, url: str, count: int, series: str) -> None:
     await swarm.open(count)
     print(f"ready {len(swarm.clients)} {swarm.failed}", flush=True)
     pump(swarm)
-    data = {"traces": [c.trace for c in swarm.clients], "received": swarm.received}
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
-    # Closing thousands of sockets politely is not part of the measure.
-    os._exit(0)
+    dump_and_exit(swarm)
 
 
 if __name__ == "__main__":

@@ -119,10 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"storm: {json.dumps(storm_figures)}")
     print()
     print(targets(results, storm_figures))
-    print(
-        f"\n{elapsed:.0f} s in all on {os.cpu_count()} cores; load average "
-        f"{load[0]:.1f} before, {meta['load_after'][0]:.1f} after; figures in {out}"
-    )
+    print(report.footer(elapsed, load, meta["load_after"], out))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 COLUMNS = [
@@ -196,3 +197,11 @@ def targets(results: list[dict[str, Any]]) -> str:
         mark = "met" if ok else ("n/a" if ok is None else "NOT MET")
         lines.append(f"  [{mark:>7}] {name}: {value}")
     return "\n".join(lines)
+
+
+def footer(elapsed: float, before: Any, after: Any, out: Any) -> str:
+    """Returns the last line of a run: its time, the cores, the load average, the JSON file."""
+    return (
+        f"\n{elapsed:.0f} s in all on {os.cpu_count()} cores; load average "
+        f"{before[0]:.1f} before, {after[0]:.1f} after; figures in {out}"
+    )

@@ -268,10 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("more targets (one-shot script, cost of capture, bulk ingest):")
         print("\n".join(line for _, shown in extras for line in shown))
-    print(
-        f"\n{elapsed:.0f} s in all on {os.cpu_count()} cores; load average "
-        f"{load[0]:.1f} before, {meta['load_after'][0]:.1f} after; figures in {out}"
-    )
+    print(report.footer(elapsed, load, meta["load_after"], out))
     return 0
 
 
