@@ -9,6 +9,8 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -28,8 +30,17 @@ SETTINGS = {
 }
 
 
-def serve(tmp_path: Path, redis_url: str, settings: dict[str, str]) -> tuple[str, Path]:
-    """Runs scripts/run on a fresh database until daphne listens; returns output and database."""
+def serve(
+    tmp_path: Path,
+    redis_url: str,
+    settings: dict[str, str],
+    while_serving: Callable[[], None] = lambda: None,
+    stop: Callable[[int], None] = lambda pid: os.killpg(pid, signal.SIGTERM),
+) -> tuple[str, Path]:
+    """
+    Runs scripts/run on a fresh database until daphne listens, calls `while_serving`, then
+    `stop` with the script's pid; returns its output and its database.
+    """
     database = tmp_path / "run.sqlite3"
     port = free_port()
     env = {
@@ -37,12 +48,13 @@ def serve(tmp_path: Path, redis_url: str, settings: dict[str, str]) -> tuple[str
         "HOME": os.environ.get("HOME", str(tmp_path)),
         "DATABASE_URL": f"sqlite:///{database}",
         "REDIS_URL": redis_url,
+        "RUN_DIR": str(tmp_path / "run"),
         "PORT": str(port),
         **settings,
     }
     log = tmp_path / "run.log"
     with log.open("w") as out:
-        # Its own process group: stopping it stops daphne, its child, too.
+        # Its own process group, as in a terminal; SIGINT as a terminal's Ctrl-C sends it.
         process = subprocess.Popen(
             [str(ROOT / "scripts" / "run")],
             cwd=ROOT,
@@ -50,15 +62,26 @@ def serve(tmp_path: Path, redis_url: str, settings: dict[str, str]) -> tuple[str
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             wait_for_port(port, timeout=180)
+            while_serving()
         except TimeoutError:
             pytest.fail(f"scripts/run never served:\n{log.read_text()}")
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            stop(process.pid)
             process.wait(30)
     return log.read_text(), database
+
+
+def alive(pid: int) -> bool:
+    """Returns whether process `pid` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def rows(database: Path, sql: str) -> list[tuple]:
@@ -84,3 +107,32 @@ def test_run_without_debug_creates_no_demo_user_and_no_demo_data(tmp_path, redis
     assert rows(db, "SELECT COUNT(*) FROM auth_user") == [(0,)]
     assert rows(db, "SELECT COUNT(*) FROM metrics_series") == [(0,)]
     assert rows(db, "SELECT COUNT(*) FROM django_migrations")[0][0] > 0
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [
+        pytest.param(lambda pid: os.killpg(pid, signal.SIGINT), id="ctrl-c"),
+        pytest.param(lambda pid: os.killpg(pid, signal.SIGTERM), id="sigterm-to-the-group"),
+        pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), id="sigterm-to-the-script"),
+    ],
+)
+def test_stopping_the_script_stops_its_server_and_its_private_redis(tmp_path, stop):
+    """
+    Tests that with no REDIS_URL the script serves through a private redis-server, and that
+    Ctrl-C or a SIGTERM leaves neither that Redis nor its socket behind.
+    """
+    run = tmp_path / "run"
+    seen: dict[str, int] = {}
+
+    def while_serving() -> None:
+        seen["redis"] = int((run / "redis.pid").read_text())
+        assert alive(seen["redis"])
+
+    output, _ = serve(tmp_path, "", SETTINGS["dev"], while_serving, stop)
+    assert "Started a private Redis for this session" in output
+    deadline = time.monotonic() + 10
+    while alive(seen["redis"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(seen["redis"]), output
+    assert not (run / "redis.sock").exists()
