@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction
@@ -26,12 +26,13 @@ from rest_framework.exceptions import (
 from streaming import protocol
 from streaming.conf import streaming_settings
 from streaming.publish import snapshot
-from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
+from streaming.registry import Stream
 from streaming.serve import access, inbound
 from streaming.serve.actions import ActionConsumer, action, redis_errors
 from streaming.serve.bounds import BoundedSocket
 from streaming.serve.daphne import release_upgrade_request, resume_reading, wire_for
 from streaming.serve.hub import Hub, Member, get_hub
+from streaming.serve.inbound import HIDDEN
 from streaming.serve.keepalive import get_keepalive
 from streaming.serve.limits import (
     CLOSE_RATE_LIMITED,
@@ -48,8 +49,6 @@ logger = logging.getLogger("streaming.serve.consumer")
 FIELDS = frozenset({"action", "request_id", "stream", "params"})
 # Failures of the infrastructure (Redis), not of the request: the client should come back.
 UNAVAILABLE = (*redis_errors(), OSError, TimeoutError)
-# A key the user may not see answers exactly like a key that does not exist (as REST's 404).
-HIDDEN = "Not found, or not visible to you."
 
 
 class StreamConsumer(BoundedSocket, ActionConsumer):
@@ -216,7 +215,7 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
     @action()
     async def subscribe(self, request_id: Any, action: str, **content: Any) -> None:
         """Subscribes to a key and replies with its snapshot; updates follow, newer only."""
-        stream, key = await self._resolve(content)
+        stream, key = await inbound.resolve(content)
         if not await database_sync_to_async(self._may_subscribe)(stream, key):
             raise NotFound(HIDDEN)
         self.forget_gone()
@@ -251,7 +250,7 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
         Stops updates of a key; unsubscribing from a key not subscribed is a no-op. A key
         the user may not see is 404, as for subscribe: its reply would reveal the key.
         """
-        stream, key = await self._resolve(content)
+        stream, key = await inbound.resolve(content)
         await self._leave(stream.name, key)
         if not await database_sync_to_async(self._may_subscribe)(stream, key):
             raise NotFound(HIDDEN)
@@ -284,23 +283,3 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
             if n % REVOKED_PER_TURN == 0:
                 # Sends that never suspend would hold the event loop for all of them.
                 await asyncio.sleep(0)
-
-    async def _resolve(self, content: Mapping[str, Any]) -> tuple[Stream, str]:
-        """Returns the stream and key named by a subscribe/unsubscribe message."""
-        extra = sorted(set(content) - {"stream", "params"})
-        if extra:
-            raise ValidationError(inbound.unexpected_fields(extra))
-        name, params = content.get("stream"), content.get("params", {})
-        if not isinstance(name, str):
-            raise ValidationError({"stream": ["Must be a string."]})
-        if not isinstance(params, dict):
-            raise ValidationError({"params": ["Must be an object."]})
-        try:
-            stream = get_stream(name)
-            key = await database_sync_to_async(stream.params)(params)
-        except InvalidParams as exc:
-            raise ValidationError({"params": [str(exc)]}) from exc
-        except StreamNotFound as exc:
-            # Not the stream's own message: it must read as a key the user may not see.
-            raise NotFound(HIDDEN) from exc
-        return stream, key

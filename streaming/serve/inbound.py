@@ -1,14 +1,20 @@
 """
 Checks on what a client sends, before the consumer dispatches it: strict JSON, a bounded
-request_id, and error replies that never echo more than a bounded part of the message.
+request_id, error replies that never echo more than a bounded part of the message, and the
+stream and key a subscribe or unsubscribe names.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from typing import Any
+
+from channels.db import database_sync_to_async
+from rest_framework.exceptions import NotFound, ValidationError
+
+from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 
 # A request_id is echoed in every reply: its compact JSON may take at most this many bytes.
 MAX_REQUEST_ID_BYTES = 256
@@ -17,6 +23,8 @@ MAX_ACTION_CHARS = 64
 # An "unexpected field" error names at most this many fields, each cut to MAX_FIELD_CHARS.
 MAX_LISTED_FIELDS = 3
 MAX_FIELD_CHARS = 64
+# A key the user may not see answers exactly like a key that does not exist (as REST's 404).
+HIDDEN = "Not found, or not visible to you."
 
 
 class NotJSON(ValueError):
@@ -84,3 +92,24 @@ def refusal(content: dict[str, Any], fields: Set[str]) -> tuple[str | None, Any,
     if extra:
         return name, unexpected_fields(extra), request_id
     return None
+
+
+async def resolve(content: Mapping[str, Any]) -> tuple[Stream, str]:
+    """Returns the stream and key named by a subscribe/unsubscribe message."""
+    extra = sorted(set(content) - {"stream", "params"})
+    if extra:
+        raise ValidationError(unexpected_fields(extra))
+    name, params = content.get("stream"), content.get("params", {})
+    if not isinstance(name, str):
+        raise ValidationError({"stream": ["Must be a string."]})
+    if not isinstance(params, dict):
+        raise ValidationError({"params": ["Must be an object."]})
+    try:
+        stream = get_stream(name)
+        key = await database_sync_to_async(stream.params)(params)
+    except InvalidParams as exc:
+        raise ValidationError({"params": [str(exc)]}) from exc
+    except StreamNotFound as exc:
+        # Not the stream's own message: it must read as a key the user may not see.
+        raise NotFound(HIDDEN) from exc
+    return stream, key

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from streaming.conf import streaming_settings
 from streaming.registry import InvalidParams, Stream, StreamNotFound, get_stream
 from streaming.serve import inbound
-from streaming.serve.consumer import HIDDEN
+from streaming.serve.inbound import HIDDEN
 
 # Query-string bytes a request may carry: 50 subscriptions of a few params fit in far less.
 MAX_QUERY_BYTES = 16 * 1024
