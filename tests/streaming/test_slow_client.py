@@ -7,11 +7,7 @@ again (latest-wins per key, streaming/serve/daphne.py). Latency under a stall: b
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
-import struct
 from typing import Any
 
 import psutil
@@ -20,72 +16,13 @@ from asgiref.sync import sync_to_async
 
 from tests.exampleapp.models import Board, Note
 from tests.support.processes import run_script
+from tests.support.rawclient import RawClient
 from tests.support.wsclient import StreamSubscriber
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 UPDATES = 1000
 NOTES, NOTE_CHARS = 200, 500
-
-
-class StalledClient:
-    """A bare WebSocket client on a tiny receive buffer that reads only when told to."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader
-        self.writer: asyncio.StreamWriter
-
-    async def connect(self) -> None:
-        """Opens the socket and completes the WebSocket handshake."""
-        sock = socket.socket()
-        # A small kernel buffer: the server's own buffer fills after a few frames.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", self.port))
-        # asyncio stops reading the socket once this much waits unread.
-        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=4096)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.writer.write(
-            (
-                f"GET /ws/stream/ HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Origin: http://127.0.0.1:{self.port}\r\n\r\n"
-            ).encode()
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    async def send(self, message: dict[str, Any]) -> None:
-        """Sends one masked text frame."""
-        data = json.dumps(message).encode()
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-        assert len(data) < 126
-        self.writer.write(bytes([0x81, 0x80 | len(data)]) + mask + masked)
-        await self.writer.drain()
-
-    async def frame(self) -> tuple[int, bytes]:
-        """Reads the next frame; returns its opcode and payload."""
-        first, second = await self.reader.readexactly(2)
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", await self.reader.readexactly(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
-        return first & 0x0F, await self.reader.readexactly(length)
-
-    async def message(self) -> dict[str, Any]:
-        """Returns the next text message, skipping control frames."""
-        while True:
-            opcode, payload = await self.frame()
-            if opcode == 0x1:
-                return json.loads(payload)
-            assert opcode in (0x9, 0xA), f"unexpected opcode {opcode}"
-
-    def close(self) -> None:
-        """Drops the connection."""
-        self.writer.close()
 
 
 def head_value(payload: dict[str, Any]) -> int:
@@ -111,7 +48,7 @@ async def test_stalled_client_neither_delays_others_nor_grows_memory(daphne, use
 
     await sync_to_async(make_board)()
     subscribe = {"action": "subscribe", "stream": "exampleapp.board", "params": {"board": "big"}}
-    stalled = StalledClient(daphne.port)
+    stalled = RawClient(daphne.port)
     await stalled.connect()
     await stalled.send({**subscribe, "request_id": 1})
     reply = await stalled.message()

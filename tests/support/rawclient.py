@@ -82,6 +82,14 @@ class RawClient:
             (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
         return first & 0x0F, await self.reader.readexactly(length)
 
+    async def message(self) -> dict[str, Any]:
+        """Returns the next text message as JSON, skipping pings and pongs."""
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == TEXT:
+                return json.loads(payload)
+            assert opcode in (PING, PONG), f"unexpected opcode {opcode}"
+
     async def until_closed(self) -> tuple[int | None, list[tuple[int, bytes]]]:
         """
         Reads until the connection ends; returns the close frame's code (None when it was
