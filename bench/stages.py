@@ -71,7 +71,7 @@ def measure(writes: int, rate: float) -> dict[str, list[float]]:
     protocol.update_message = timed(times["encode"], protocol.update_message)  # type: ignore[assignment]
     stream = get_stream("metrics.week")
     object.__setattr__(stream, "payload", timed(times["payload"], stream.payload))
-    group_send_all = publish._group_send_all
+    group_send_all = publish.group_send_all
 
     async def send(outgoing: Any) -> None:
         started = time.perf_counter()
@@ -80,7 +80,7 @@ def measure(writes: int, rate: float) -> dict[str, list[float]]:
         times["send"].append(now - started)
         times["total"].append(now - committed[0])
 
-    publish._group_send_all = send  # type: ignore[assignment]
+    publish.group_send_all = send  # type: ignore[assignment]
 
     series = Series.objects.create(slug="stages", name="stages", aggregation="max")
     publish.publisher.flush()
