@@ -73,8 +73,9 @@ class Site:
             "from django.core.management import call_command\ncall_command('migrate', verbosity=0)"
         )
         self.redis.start()
-        args = [sys.executable, "-m", "daphne", *self.options, "-b", "127.0.0.1"]
-        args += ["-p", str(self.port)]
+        args = [sys.executable, "-m", "daphne", *self.options]
+        # Served as scripts/run and docs/deploy.md serve it: a listen backlog of 4,096, not 50.
+        args += ["-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=4096"]
         self.server = subprocess.Popen(
             [*args, "settings.asgi:application"], cwd=ROOT, env=self.env(), stdout=self.log,
             stderr=self.log,

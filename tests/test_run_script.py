@@ -36,13 +36,14 @@ def serve(
     settings: dict[str, str],
     while_serving: Callable[[], None] = lambda: None,
     stop: Callable[[int], None] = lambda pid: os.killpg(pid, signal.SIGTERM),
+    port: int | None = None,
 ) -> tuple[str, Path]:
     """
     Runs scripts/run on a fresh database until daphne listens, calls `while_serving`, then
     `stop` with the script's pid; returns its output and its database.
     """
     database = tmp_path / "run.sqlite3"
-    port = free_port()
+    port = port or free_port()
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", str(tmp_path)),
@@ -107,6 +108,24 @@ def test_run_without_debug_creates_no_demo_user_and_no_demo_data(tmp_path, redis
     assert rows(db, "SELECT COUNT(*) FROM auth_user") == [(0,)]
     assert rows(db, "SELECT COUNT(*) FROM metrics_series") == [(0,)]
     assert rows(db, "SELECT COUNT(*) FROM django_migrations")[0][0] > 0
+
+
+def test_the_server_listens_with_a_backlog_that_holds_a_reconnect_storm(tmp_path, redis_url):
+    """
+    Tests that daphne listens with a backlog of 4,096 (the kernel's default cap), not the 50
+    of daphne's -b/-p: past it, a storm of reconnects waits out TCP's SYN retransmits.
+    """
+    port, backlog = free_port(), {}
+
+    def while_serving() -> None:
+        # For a listening socket, ss's Send-Q column is its backlog.
+        line = subprocess.run(
+            ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        backlog["value"] = int(line[2])
+
+    serve(tmp_path, redis_url, SETTINGS["prod"], while_serving, port=port)
+    assert backlog["value"] == min(4096, int(Path("/proc/sys/net/core/somaxconn").read_text()))
 
 
 @pytest.mark.parametrize(

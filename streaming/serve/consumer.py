@@ -14,7 +14,6 @@ from typing import Any
 
 from asgiref.sync import markcoroutinefunction
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from rest_framework.exceptions import (
     APIException,
@@ -25,9 +24,7 @@ from rest_framework.exceptions import (
 
 from streaming import protocol
 from streaming.conf import streaming_settings
-from streaming.publish import snapshot
-from streaming.registry import Stream
-from streaming.serve import access, inbound
+from streaming.serve import inbound
 from streaming.serve.actions import ActionConsumer, action, redis_errors
 from streaming.serve.bounds import BoundedSocket
 from streaming.serve.daphne import release_upgrade_request, resume_reading, wire_for
@@ -41,6 +38,7 @@ from streaming.serve.limits import (
     FloodGuard,
     too_large,
 )
+from streaming.serve.reads import get_reads
 from streaming.serve.rechecks import REVOKED_PER_TURN, get_rechecker
 
 logger = logging.getLogger("streaming.serve.consumer")
@@ -215,8 +213,8 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
     @action()
     async def subscribe(self, request_id: Any, action: str, **content: Any) -> None:
         """Subscribes to a key and replies with its snapshot; updates follow, newer only."""
-        stream, key = await inbound.resolve(content)
-        if not await database_sync_to_async(self._may_subscribe)(stream, key):
+        stream, key, allowed = await inbound.resolve(content, self.scope)
+        if not allowed:
             raise NotFound(HIDDEN)
         self.forget_gone()
         if (stream.name, key) not in self.subscriptions and (
@@ -228,9 +226,7 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
         member = await self.hub.join(self, self.base_send, stream.name, key)
         self.subscriptions[(stream.name, key)] = member
         try:
-            version, (payload,) = await database_sync_to_async(snapshot.read)(
-                stream.payload, [key], None
-            )
+            version, payload = await get_reads().read(stream, key)
         except BaseException:
             await self._leave(stream.name, key)
             raise
@@ -250,16 +246,11 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
         Stops updates of a key; unsubscribing from a key not subscribed is a no-op. A key
         the user may not see is 404, as for subscribe: its reply would reveal the key.
         """
-        stream, key = await inbound.resolve(content)
+        stream, key, allowed = await inbound.resolve(content, self.scope)
         await self._leave(stream.name, key)
-        if not await database_sync_to_async(self._may_subscribe)(stream, key):
+        if not allowed:
             raise NotFound(HIDDEN)
         return {"stream": stream.name, "key": key}, 200
-
-    def _may_subscribe(self, stream: Stream, key: str) -> bool:
-        """Returns whether the session's current user may subscribe to `key`."""
-        self.scope["user"] = access.session_user(self.scope)
-        return stream.permission(self.scope["user"], key)
 
     async def _leave(self, stream: str, key: str) -> None:
         if self.subscriptions.pop((stream, key), None) is not None:
