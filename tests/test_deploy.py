@@ -87,3 +87,16 @@ def test_prod_refuses_to_start_without_a_secret_key():
     server = run(daphne, env, timeout=30)
     assert server.returncode != 0
     assert "SECRET_KEY must be set" in server.stderr
+
+
+def test_the_served_application_sets_the_servers_gc_thresholds() -> None:
+    """
+    Tests that a process loading settings.asgi (as daphne does) runs with the documented GC
+    thresholds, and that management commands keep CPython's own.
+    """
+    probe = "import gc, settings.asgi as a; print(gc.get_threshold() == a.GC_THRESHOLDS)"
+    served = run([sys.executable, "-c", probe], {**SAMPLE_ENV, "DATABASE_URL": "sqlite:///x"})
+    assert served.stdout.strip() == "True", served.stderr
+    command = "import gc, django; django.setup(); print(gc.get_threshold())"
+    managed = run([sys.executable, "-c", command], {"DJANGO_SETTINGS_MODULE": "settings.dev"})
+    assert managed.stdout.strip() == "(700, 10, 10)", managed.stderr
