@@ -22,3 +22,11 @@ elif _VARIANT == "no-relay":
     STREAMING["RELAY_SAFETY_SECONDS"] = 3600.0  # noqa: F405
 elif _VARIANT.startswith("grace-"):
     STREAMING["RELAY_GRACE_SECONDS"] = float(_VARIANT.removeprefix("grace-")) / 1000  # noqa: F405
+elif _VARIANT == "gc-log":
+    from bench.analysis import log_gc
+
+    log_gc()
+elif _VARIANT == "mem-sites":
+    from bench.analysis import dump_memory_sites
+
+    dump_memory_sites()
