@@ -24,6 +24,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Sockets written between two yields to the event loop: a beat of many thousand sockets
 # must not hold back the updates waiting behind it.
 BATCH = 1000
+# Each interval's beat is spread over this many turns, a slice of the sockets each: 5,000
+# sockets written at once held the event loop as long as an update to all of them did.
+SLICES = 10
 
 
 def heartbeat_text(interval: float) -> str:
@@ -36,42 +39,54 @@ class Keepalive:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        # Each socket's daphne connection, or its ASGI send under other servers.
-        self.sockets: dict[object, Wire | Send] = {}
+        # Each socket's daphne connection, or its ASGI send under other servers, in the
+        # slice it was added to (in turn): a socket stays in its slice, so it gets one
+        # heartbeat an interval however many others come and go.
+        self.slices: list[dict[object, Wire | Send]] = [{} for _ in range(SLICES)]
+        self._added = 0
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def sockets(self) -> dict[object, Wire | Send]:
+        """Returns every socket beaten, whatever its slice."""
+        return {owner: target for part in self.slices for owner, target in part.items()}
 
     def add(self, owner: object, send: Send, wire: Wire | None) -> None:
         """Starts beating `owner`'s socket; does nothing while the keepalive is off (0)."""
         if streaming_settings.KEEPALIVE_SECONDS <= 0:
             return
-        self.sockets[owner] = wire if wire is not None else send
+        self.slices[self._added % SLICES][owner] = wire if wire is not None else send
+        self._added += 1
         if self._task is None or self._task.done():
             self._task = self.loop.create_task(self._run())
 
     def discard(self, owner: object) -> None:
         """Stops beating `owner`'s socket (it closed)."""
-        self.sockets.pop(owner, None)
+        for part in self.slices:
+            if part.pop(owner, None) is not None:
+                return
 
     async def _run(self) -> None:
         # Ends once no socket is left (or the setting turned it off); add() starts it again.
-        while self.sockets:
+        while any(self.slices):
             interval = streaming_settings.KEEPALIVE_SECONDS
             if interval <= 0:
                 return
-            await asyncio.sleep(interval)
-            try:
-                await self.beat(interval)
-            except Exception:
-                logger.exception("streaming: keepalive beat failed")
+            for part in self.slices:
+                await asyncio.sleep(interval / SLICES)
+                try:
+                    await self.beat(interval, list(part.values()))
+                except Exception:
+                    logger.exception("streaming: keepalive beat failed")
 
-    async def beat(self, interval: float) -> None:
-        """Sends the heartbeat frame once to every socket."""
+    async def beat(self, interval: float, targets: list[Wire | Send]) -> None:
+        """Sends the heartbeat frame once to each of `targets`."""
         text = heartbeat_text(interval)
         # frame_of frames it once (autobahn, loaded by daphne only) for every daphne socket.
         framed: dict[str, Any] = {"text": text}
         limit = streaming_settings.SOCKET_BUFFER_BYTES
         others: list[Send] = []
-        for count, target in enumerate(list(self.sockets.values()), 1):
+        for count, target in enumerate(targets, 1):
             if not isinstance(target, Wire):
                 others.append(target)
                 continue

@@ -87,6 +87,11 @@ class Rechecker:
         for (consumer, subscriptions), user in zip(held, users, strict=True):
             ident = access.who(user)
             lost = [(s, k) for s, k in subscriptions if k not in allowed.get((ident, s), ())]
+            if not lost:
+                # Who the socket is now, as revoke() records it; a task for each of 5,000
+                # sockets that lost nothing held the event loop for ~0.1 s every pass.
+                consumer.scope["user"] = user
+                continue
             count += len(lost)
             in_turn += len(lost)
             revoking.append(consumer.revoke(user, lost))

@@ -11,7 +11,7 @@ import json
 import pytest
 import websockets
 
-from streaming.serve.keepalive import get_keepalive
+from streaming.serve.keepalive import SLICES, get_keepalive
 from tests.support.consumer import ConsumerSocket
 from tests.support.processes import DaphneServer
 from tests.support.wsclient import origin_for
@@ -71,3 +71,33 @@ async def test_daphne_socket_gets_heartbeats(transactional_db):
                 assert frame == {"action": "heartbeat", "interval": 0.3}
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_a_beat_is_spread_over_slices_that_churn_leaves_in_place(keepalive_on):
+    """
+    Tests that sockets are beaten a slice at a time (not 5,000 at once), each staying in the
+    slice it joined while others come and go, so it keeps one heartbeat an interval.
+    """
+    keepalive = get_keepalive()
+    sent: list[tuple[str, dict]] = []
+
+    def recorder(name: str):
+        async def send(message: dict) -> None:
+            sent.append((name, message))
+
+        return send
+
+    for n in range(3 * SLICES):
+        keepalive.add(f"socket-{n}", recorder(f"socket-{n}"), None)
+    assert [len(part) for part in keepalive.slices] == [3] * SLICES
+    where = {owner: k for k, part in enumerate(keepalive.slices) for owner in part}
+    for n in range(0, 3 * SLICES, 4):
+        keepalive.discard(f"socket-{n}")
+    keepalive.add("late", recorder("late"), None)
+    assert all(where[o] == k for k, part in enumerate(keepalive.slices) for o in part if o in where)
+
+    await keepalive.beat(0.2, list(keepalive.slices[1].values()))
+    assert sorted(name for name, _ in sent) == sorted(keepalive.slices[1])
+    assert {m["text"] for _, m in sent} == {'{"action":"heartbeat","interval":0.2}'}
+    for owner in list(keepalive.sockets):
+        keepalive.discard(owner)
