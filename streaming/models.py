@@ -24,7 +24,7 @@ class Change(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     version = models.BigIntegerField(null=True)
-    # PostgreSQL: the writing transaction, which stamps `version` on its rows at commit.
+    # Always 0: PostgreSQL's stamp finds its change row by primary key (migration 0004).
     txid = models.BigIntegerField(default=0)
     model = models.CharField(max_length=200)
     rows = models.TextField()
@@ -32,18 +32,12 @@ class Change(models.Model):
     class Meta:
         db_table = "streaming_change"
         default_permissions = ()
-        # Partial: a row enters the txid index only while unstamped (PostgreSQL, until its
-        # commit; never on SQLite, which stamps at insert) and the version index once stamped.
+        # Partial: a row enters the version index once stamped (PostgreSQL: at its commit).
         indexes = [
             models.Index(
                 fields=["version"],
                 condition=models.Q(version__isnull=False),
                 name="streaming_change_stamped",
-            ),
-            models.Index(
-                fields=["txid"],
-                condition=models.Q(version__isnull=True),
-                name="streaming_change_unstamped",
             ),
         ]
 

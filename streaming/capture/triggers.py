@@ -7,13 +7,11 @@ They are generated from each Source's `fields` and installed after every `migrat
 A rolled-back transaction or savepoint records nothing; a committed one always has.
 
 Versions follow commit order. On SQLite one transaction writes at a time, so each row's
-trigger bumps the clock. On PostgreSQL a deferred trigger bumps it once per transaction, at
-commit, holding the clock row's lock until the commit is done: the next writer's version is
-taken after it. Its first firing in a transaction stamps all of the transaction's changes;
-the others (one per further change row) only check their own row by primary key, so a
-transaction of n single-row statements costs O(n) at commit, not O(n²). Either way a
-snapshot that reads the clock at n holds exactly the commits stamped up to n
-(docs/protocol.md).
+trigger bumps the clock. On PostgreSQL a deferred trigger on each change row stamps it at
+commit: the transaction's first firing bumps the clock, holding the clock row's lock until
+the commit is done (the next writer's version is taken after it), the others reuse that
+version. Either way a snapshot that reads the clock at n holds exactly the commits stamped
+up to n (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -38,27 +36,26 @@ DECLARE
   v bigint := NULLIF(current_setting('streaming.version', true), '')::bigint;
 BEGIN
   IF v IS NULL THEN
-    -- One statement bumps the clock and stamps every change of the transaction, so the
-    -- firings for its other rows find theirs stamped by primary key, not by a scan.
+    -- One statement bumps the clock, stamps this row, keeps the version for the
+    -- transaction's other rows and wakes the relays: each statement is an executor run.
     WITH clock AS (
       UPDATE streaming_clock SET n = GREATEST(n + 1, {_PG_NOW}) WHERE id = 1 RETURNING n
     ), stamped AS (
-      UPDATE streaming_change SET version = clock.n FROM clock
-        WHERE txid = pg_current_xact_id()::text::bigint AND version IS NULL
+      UPDATE streaming_change SET version = clock.n FROM clock WHERE id = NEW.id
     )
-    SELECT n INTO v FROM clock;
+    SELECT set_config('streaming.version', n::text, true)::bigint INTO v
+      FROM clock, pg_notify('streaming', '');
     IF NOT FOUND THEN
       -- No clock row yet (a new or flushed table).
       INSERT INTO streaming_clock (id, n) VALUES (1, {_PG_NOW})
         ON CONFLICT (id) DO UPDATE SET n = GREATEST(streaming_clock.n + 1, EXCLUDED.n)
         RETURNING n INTO v;
-      UPDATE streaming_change SET version = v
-        WHERE txid = pg_current_xact_id()::text::bigint AND version IS NULL;
+      UPDATE streaming_change SET version = v WHERE id = NEW.id;
+      PERFORM set_config('streaming.version', v::text, true);
+      PERFORM pg_notify('streaming', '');
     END IF;
-    PERFORM set_config('streaming.version', v::text, true);
-    PERFORM pg_notify('streaming', '');
   ELSE
-    UPDATE streaming_change SET version = v WHERE id = NEW.id AND version IS NULL;
+    UPDATE streaming_change SET version = v WHERE id = NEW.id;
   END IF;
   RETURN NULL;
 END $$;
@@ -134,7 +131,7 @@ def _postgresql(connection: BaseDatabaseWrapper, model: type[models.Model]) -> d
         # One statement; HAVING leaves out a statement that touched no row.
         body = (
             "BEGIN INSERT INTO streaming_change (txid, model, rows) "
-            f"SELECT pg_current_xact_id()::text::bigint, '{label}', {kind[event]}_agg(x.r)::text "
+            f"SELECT 0, '{label}', {kind[event]}_agg(x.r)::text "
             f"FROM ({rows}) x HAVING count(*) > 0; RETURN NULL; END"
         )
         out[event] = (
