@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streaming import protocol
 from streaming.conf import streaming_settings
 from streaming.serve.daphne import Wire, frame_of
+from streaming.serve.loops import per_loop
 
 logger = logging.getLogger("streaming.serve.keepalive")
 
@@ -103,15 +103,5 @@ class Keepalive:
                 logger.debug("streaming: heartbeat to a closing socket failed", exc_info=True)
 
 
-_keepalives: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Keepalive] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def get_keepalive() -> Keepalive:
-    """Returns the running event loop's keepalive, creating it on first use."""
-    loop = asyncio.get_running_loop()
-    keepalive = _keepalives.get(loop)
-    if keepalive is None:
-        keepalive = _keepalives[loop] = Keepalive(loop)
-    return keepalive
+# Returns the running event loop's keepalive, creating it on first use.
+get_keepalive = per_loop(Keepalive)

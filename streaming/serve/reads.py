@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from streaming.publish import snapshot
 from streaming.registry import Stream
+from streaming.serve.loops import per_loop
 
 Batch = dict[str, tuple[Stream, dict[str, "asyncio.Future[tuple[int, Any]]"]]]
 
@@ -92,13 +92,5 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Reads] = weakref.WeakKeyDictionary()
-
-
-def get_reads() -> Reads:
-    """Returns the running event loop's Reads, creating it on first use."""
-    loop = asyncio.get_running_loop()
-    reads = _reads.get(loop)
-    if reads is None:
-        reads = _reads[loop] = Reads()
-    return reads
+# Returns the running event loop's Reads, creating it on first use.
+get_reads = per_loop(lambda loop: Reads())

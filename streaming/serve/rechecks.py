@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 
 from streaming.conf import streaming_settings
 from streaming.serve import access
+from streaming.serve.loops import per_loop
 
 logger = logging.getLogger("streaming.serve.rechecks")
 
@@ -133,15 +134,5 @@ def _hops(wanted: dict[Ident, tuple[Any, set[str]]]) -> list[list[tuple[Ident, A
     return hops
 
 
-_recheckers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Rechecker] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def get_rechecker() -> Rechecker:
-    """Returns the running event loop's re-checker, creating it on first use."""
-    loop = asyncio.get_running_loop()
-    rechecker = _recheckers.get(loop)
-    if rechecker is None:
-        rechecker = _recheckers[loop] = Rechecker()
-    return rechecker
+# Returns the running event loop's re-checker, creating it on first use.
+get_rechecker = per_loop(lambda loop: Rechecker())

@@ -18,7 +18,6 @@ from metrics.models import Metric, Series
 from metrics.selectors import series_week
 from metrics.weeks import IsoWeek
 from settings.asgi import application
-from streaming.publish.publisher import publisher
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,17 +30,6 @@ REPLY_KEYS = {"action", "request_id", "response_status", "errors", "data"}
 def memory_layer(settings) -> None:
     """Keeps these tests in one process: the in-memory layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-
-@pytest.fixture
-def cpu() -> Series:
-    """Returns a public series with one metric on Monday of 2026-W48."""
-    series = Series.objects.create(slug="cpu", name="CPU", unit="%", aggregation="sum")
-    Metric.objects.create(series=series, timestamp=datetime(2026, 11, 23, 9, tzinfo=UTC), value=2.0)
-    # Let these writes' own broadcasts (a refresh of the series' keys) pass before any
-    # subscribe, so a test sees only the updates of its own writes.
-    assert publisher.flush(timeout=10)
-    return series
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import close_old_connections
 
-from metrics.models import Metric, Series
+from metrics.models import Metric
 from metrics.streams import WEEK_STREAM
 from settings.asgi import application
-from streaming.publish.publisher import publisher
 from streaming.registry import get_stream
 from streaming.serve.reads import Reads
 from tests.streaming.test_consumer import ORIGIN, receive, subscribe
@@ -32,15 +31,6 @@ MONDAY = datetime(2026, 11, 23, 9, tzinfo=UTC)
 def memory_layer(settings) -> None:
     """Keeps these tests in one process: the in-memory layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-
-@pytest.fixture
-def cpu() -> Series:
-    """Returns a public series with one metric on Monday of 2026-W48."""
-    series = Series.objects.create(slug="cpu", name="CPU", unit="%", aggregation="sum")
-    Metric.objects.create(series=series, timestamp=MONDAY, value=2.0)
-    assert publisher.flush(timeout=10)
-    return series
 
 
 @pytest.fixture
