@@ -20,6 +20,10 @@ elif _VARIANT == "conn-max-age":
 elif _VARIANT == "no-relay":
     STREAMING["RELAY_POLL_SECONDS"] = 3600.0  # noqa: F405
     STREAMING["RELAY_SAFETY_SECONDS"] = 3600.0  # noqa: F405
+elif _VARIANT == "no-socket-timeout":
+    # redis-py 8 defaults socket_timeout to 5 s, which puts each write behind asyncio.wait_for.
+    for _host in CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts", []):  # noqa: F405
+        _host["socket_timeout"] = None
 elif _VARIANT.startswith("grace-"):
     STREAMING["RELAY_GRACE_SECONDS"] = float(_VARIANT.removeprefix("grace-")) / 1000  # noqa: F405
 elif _VARIANT == "gc-log":

@@ -71,6 +71,11 @@ async def group_send_all(outgoing: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 async def _send_each(layer: Any, outgoing: list[tuple[str, dict[str, Any]]]) -> None:
+    if len(outgoing) == 1:
+        # The usual batch: awaited in place, its PUBLISH is written without gather's task
+        # and the event loop turn that task waits for (~0.03 ms of a 0.25 ms send).
+        await layer.group_send(*outgoing[0])
+        return
     await asyncio.gather(*(layer.group_send(group, message) for group, message in outgoing))
 
 

@@ -110,6 +110,17 @@ def test_days_follow_the_settings_time_zone(settings):
     assert series_week(series=series, week=W48)["values"] == [None, 1.0, 2.0, *[None] * 4]
 
 
+def test_a_week_read_again_follows_a_changed_time_zone(settings):
+    """Tests that a week read again after TIME_ZONE changed is cut at the new zone's midnights."""
+    series = make_series("sum")
+    add(series, (at(24, 23, 30), 2.0), (at(24, 22, 30), 1.0))
+    assert series_week(series=series, week=W48)["values"] == [None, 3.0, *[None] * 5]
+    settings.TIME_ZONE = "Europe/Berlin"
+    assert series_week(series=series, week=W48)["values"] == [None, 1.0, 2.0, *[None] * 4]
+    settings.TIME_ZONE = "America/New_York"
+    assert series_week(series=series, week=W48)["values"] == [None, 3.0, *[None] * 5]
+
+
 def test_week_bounds_follow_the_settings_time_zone(settings):
     """Tests that the week starts and ends at local midnight, not at UTC midnight."""
     settings.TIME_ZONE = "Europe/Berlin"
