@@ -34,3 +34,7 @@ elif _VARIANT == "mem-sites":
     from bench.analysis import dump_memory_sites
 
     dump_memory_sites()
+elif _VARIANT == "gc-default":
+    import gc
+
+    gc.set_threshold(700, 10, 10)
