@@ -51,14 +51,20 @@ class Reads:
         return await asyncio.shield(future)
 
     async def _run(self, batch: Batch) -> None:
+        waiting = [f for _, futures in batch.values() for f in futures.values()]
         try:
             results = await _read_batch(self, batch)
-        except BaseException as exc:
-            for _, futures in batch.values():
-                for future in futures.values():
-                    if not future.done():
-                        future.set_exception(exc)
+        except asyncio.CancelledError:
+            for future in waiting:
+                future.cancel()
             raise
+        except Exception as exc:
+            # The waiters get the failure (the database is down, say); this task, which
+            # nobody awaits, ends cleanly rather than logging it once more.
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         for name, (_, futures) in batch.items():
             version, payloads = results[name]
             for key, future in futures.items():

@@ -159,3 +159,24 @@ async def test_a_failing_key_fails_alone_and_a_departed_subscriber_cancels_nothi
     with pytest.raises(RuntimeError, match="this key's payload fails"):
         await failing
     assert leaving.cancelled()
+
+
+async def test_a_failed_snapshot_fails_every_waiter_and_leaves_no_failed_task(
+    cpu, monkeypatch
+) -> None:
+    """When the snapshot itself fails (the database is down), each waiter gets the error once."""
+    stream = get_stream(WEEK_STREAM)
+
+    def down(*args):
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr("streaming.serve.reads.snapshot.read_each", down)
+    reads = Reads()
+    waiting = [asyncio.ensure_future(reads.read(stream, f"{cpu.pk}:2026-W48")) for _ in range(3)]
+    await asyncio.sleep(0)
+    (task,) = reads._running
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    await task
+
+    assert [str(r) for r in results] == ["database unavailable"] * 3
+    assert task.exception() is None
