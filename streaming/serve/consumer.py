@@ -27,7 +27,12 @@ from streaming.conf import streaming_settings
 from streaming.serve import inbound
 from streaming.serve.actions import ActionConsumer, action, redis_errors
 from streaming.serve.bounds import BoundedSocket
-from streaming.serve.daphne import release_upgrade_request, resume_reading, wire_for
+from streaming.serve.daphne import (
+    release_handshake,
+    release_upgrade_request,
+    resume_reading,
+    wire_for,
+)
 from streaming.serve.hub import Hub, Member, get_hub
 from streaming.serve.inbound import HIDDEN
 from streaming.serve.keepalive import get_keepalive
@@ -126,6 +131,9 @@ class StreamConsumer(BoundedSocket, ActionConsumer):
             release_upgrade_request(self.wire.transport)
             self.wire.watch(streaming_settings.SOCKET_BUFFER_BYTES)
         await super().websocket_connect(message)
+        if self.wire is not None:
+            # Accepted (or not) by now: the handshake is over either way.
+            release_handshake(self.wire.protocol)
         get_keepalive().add(self, self.base_send, self.wire)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:

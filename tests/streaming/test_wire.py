@@ -80,7 +80,7 @@ def test_the_open_state_named_in_daphne_py_is_autobahns():
 
     from streaming.serve import daphne
 
-    assert daphne._OPEN == WebSocketProtocol.STATE_OPEN
+    assert daphne.STATE_OPEN == WebSocketProtocol.STATE_OPEN
 
 
 def test_the_app_imports_and_serves_asgi_without_twisted_or_autobahn():

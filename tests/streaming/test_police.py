@@ -1,0 +1,123 @@
+"""
+streaming.serve.daphne's police and handshake release, on daphne's own protocol and
+factory over a Twisted StringTransport: a real opening handshake, real ping frames.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+from typing import Any
+
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from streaming.serve.daphne import STATE_OPEN, Wire, police, release_handshake
+
+HANDSHAKE = (
+    b"GET /ws/stream/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+)
+# A masked ping from the client, payload b"hi".
+PING = bytes([0x89, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2])
+
+
+class Server:
+    """What daphne's protocol asks of daphne's Server during a handshake."""
+
+    root_path = ""
+    proxy_forwarded_address_header = None
+
+    def protocol_connected(self, protocol: Any) -> None:
+        """Called as a socket connects."""
+
+    def create_application(self, protocol: Any, scope: dict) -> queue.SimpleQueue:
+        """Returns the application's input queue."""
+        return queue.SimpleQueue()
+
+    def log_action(self, *args: Any) -> None:
+        """Called for daphne's access log."""
+
+
+def daphne_factory() -> WebSocketFactory:
+    """Returns daphne's factory, with the options daphne's Server sets."""
+    factory = WebSocketFactory(Server())
+    factory.setProtocolOptions(autoPingInterval=7, autoPingTimeout=9, allowNullOrigin=True)
+    return factory
+
+
+def open_socket(factory: WebSocketFactory) -> tuple[Any, StringTransport]:
+    """Returns a socket of `factory` after its handshake was accepted, and its transport."""
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    protocol._raw_query_string = b""  # set by daphne's HTTP protocol as it upgrades
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(HANDSHAKE)
+    protocol.serverAccept()
+    assert protocol.state == STATE_OPEN
+    transport.clear()
+    return protocol, transport
+
+
+def test_later_sockets_read_autobahns_options_from_their_class():
+    """
+    Tests that once a socket is policed, later sockets of its factory keep no copy of
+    autobahn's options, yet read the factory's values (a function option stays unbound).
+    """
+    factory = daphne_factory()
+    first, _ = open_socket(factory)
+    assert police(Wire(first), lambda: True)
+    assert type(first) is factory.protocol
+    assert issubclass(factory.protocol, WebSocketProtocol)
+    later, _ = open_socket(factory)
+    assert type(later) is factory.protocol
+    assert [name for name in later.CONFIG_ATTRS if name in later.__dict__] == []
+    assert (later.autoPingInterval, later.autoPingTimeout) == (7, 9)
+    assert later.perMessageCompressionAccept is factory.perMessageCompressionAccept
+
+
+def test_a_policed_socket_answers_a_ping_only_when_admitted():
+    """Tests that pongs follow admit(), and that an unpoliced socket answers as autobahn does."""
+    factory = daphne_factory()
+    protocol, transport = open_socket(factory)
+    verdict = [False]
+    assert police(Wire(protocol), lambda: verdict[0])
+    protocol.dataReceived(PING)
+    assert transport.value() == b""
+    verdict[0] = True
+    protocol.dataReceived(PING)
+    assert transport.value() == b"\x8a\x02hi"
+    transport.clear()
+    police(Wire(protocol), None)
+    assert "streaming_admit" not in protocol.__dict__
+    protocol.dataReceived(PING)
+    assert transport.value() == b"\x8a\x02hi"
+
+
+def test_the_handshake_is_freed_once_the_socket_is_open():
+    """
+    Tests that an open socket no longer holds its handshake: the parsed headers dict, which
+    autobahn and daphne's request shared, is referenced by nothing else.
+    """
+    protocol, _ = open_socket(daphne_factory())
+    headers = protocol.http_headers
+    assert headers is protocol.request.headers
+    assert "origin" in headers
+    assert release_handshake(protocol)
+    assert sys.getrefcount(headers) == 2  # `headers` and getrefcount's argument
+    assert (protocol.http_request_data, protocol.websocket_extensions) == (b"", [])
+    assert protocol.request.path == "/ws/stream/"
+
+
+def test_a_socket_still_in_its_handshake_keeps_it():
+    """Tests that a socket not yet accepted keeps what its handshake needs."""
+    factory = daphne_factory()
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    protocol._raw_query_string = b""
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(HANDSHAKE)
+    assert not release_handshake(protocol)
+    assert "upgrade" in protocol.http_headers
