@@ -160,6 +160,7 @@ class Hub(Joins, Repairs):
             len(members),
         )
         limit = streaming_settings.SOCKET_BUFFER_BYTES
+        frame = None
         skipped = set()
         # A copy of the keys alone: (owner, member) pairs would be 5,000 tuples per update at
         # N = 5,000, alive for the whole loop, so the GC promoted them to its oldest
@@ -176,7 +177,9 @@ class Hub(Joins, Repairs):
                 self._hold(member, message)
                 continue
             if wire is not None:
-                if wire.offer(wire.frame(message), limit):
+                if frame is None:
+                    frame = wire.frame(message)
+                if wire.offer(frame, limit):
                     member.version = version
                 else:
                     self._hold(member, message)
