@@ -71,16 +71,16 @@ def measure(writes: int, rate: float) -> dict[str, list[float]]:
     protocol.update_message = timed(times["encode"], protocol.update_message)  # type: ignore[assignment]
     stream = get_stream("metrics.week")
     object.__setattr__(stream, "payload", timed(times["payload"], stream.payload))
-    group_send_all = publish.group_send_all
+    send_all = publish.send_all
 
-    async def send(outgoing: Any) -> None:
+    def send(loop: Any, outgoing: Any) -> None:
         started = time.perf_counter()
-        await group_send_all(outgoing)
+        send_all(loop, outgoing)
         now = time.perf_counter()
         times["send"].append(now - started)
         times["total"].append(now - committed[0])
 
-    publish.group_send_all = send  # type: ignore[assignment]
+    publish.send_all = send  # type: ignore[assignment]
 
     series = Series.objects.create(slug="stages", name="stages", aggregation="max")
     publish.publisher.flush()

@@ -14,8 +14,11 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import InMemoryChannelLayer
 
 from streaming.conf import channel_layer
+from streaming.publish.redis_pubsub import blocking_group_send
 
 _IN_MEMORY = f"{InMemoryChannelLayer.__module__}.{InMemoryChannelLayer.__qualname__}"
+# A group nobody joins: one group_send to it opens the channel layer's connection.
+_WARM_GROUP = "streaming.warm-up"
 
 
 def reaches_anyone() -> bool:
@@ -53,6 +56,31 @@ def local_loop() -> asyncio.AbstractEventLoop | None:
         if loop.is_running() and not loop.is_closed():
             return loop
     return None
+
+
+def send_all(loop: asyncio.AbstractEventLoop, outgoing: list[tuple[str, dict[str, Any]]]) -> None:
+    """
+    Sends each (group, message) from the sender thread: a blocking PUBLISH over channels-redis's
+    pub/sub layer, otherwise the layer's group_send run on `loop`.
+    """
+    sender = blocking_group_send(channel_layer())
+    if sender is None:
+        loop.run_until_complete(group_send_all(outgoing))
+        return
+    for group, message in outgoing:
+        sender.group_send(group, message)
+
+
+def connect(loop: asyncio.AbstractEventLoop) -> None:
+    """Opens the channel layer's connection, ahead of the first broadcast."""
+    layer = channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):
+        return
+    sender = blocking_group_send(layer)
+    if sender is not None:
+        sender.connect()
+    else:
+        loop.run_until_complete(layer.group_send(_WARM_GROUP, {"type": "streaming.warm"}))
 
 
 async def group_send_all(outgoing: list[tuple[str, dict[str, Any]]]) -> None:

@@ -25,14 +25,13 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer
 from django.db import connections
 
 from streaming import protocol
-from streaming.conf import channel_layer, streaming_settings
+from streaming.conf import streaming_settings
 from streaming.ops.stats import stats
 from streaming.publish import snapshot
-from streaming.publish.layer import group_send_all, reaches_anyone
+from streaming.publish.layer import connect, reaches_anyone, send_all
 from streaming.publish.log import log_sent
 from streaming.registry import AllKeys, StreamNotFound, get_stream
 
@@ -42,8 +41,6 @@ Item = tuple[str, "str | AllKeys"]
 
 # Seconds without work after which the sender closes its database connections.
 _IDLE_SECONDS = 2.0
-# A group nobody joins: one group_send to it opens the channel layer's connection.
-_WARM_GROUP = "streaming.warm-up"
 
 
 class Publisher:
@@ -171,9 +168,7 @@ class Publisher:
     def _warm(self, loop: asyncio.AbstractEventLoop) -> None:
         """Imports and connects what a broadcast needs; a failure here is retried by _send."""
         try:
-            layer = channel_layer()
-            if not isinstance(layer, InMemoryChannelLayer):
-                loop.run_until_complete(layer.group_send(_WARM_GROUP, {"type": "streaming.warm"}))
+            connect(loop)
             connections[snapshot.alias_for(self._warm_alias)].ensure_connection()
         except Exception:
             logger.debug("streaming: warming the broadcaster failed", exc_info=True)
@@ -221,7 +216,7 @@ class Publisher:
                 if bad:
                     stats.add("send_failures", stream_name, len(bad))
                     failed.update({(stream_name, k): batch[(stream_name, k)] for k in bad})
-                loop.run_until_complete(group_send_all(outgoing))
+                send_all(loop, outgoing)
             except StreamNotFound:
                 continue
             except Exception as exc:
