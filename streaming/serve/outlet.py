@@ -1,6 +1,6 @@
 """
 Flow control for sockets served through the ASGI send (uvicorn, hypercorn, test
-communicators): what streaming/serve/daphne.py's Wire does for daphne's transports.
+communicators): what streaming.serve.daphne's Wire does for daphne's transports.
 
 An ASGI server's send may wait for a slow client (uvicorn's waits for its write buffer to
 drain). Awaited in the hub's fan-out loop, one such client would hold back every other

@@ -1,5 +1,5 @@
 """
-The canary for streaming/serve/daphne.py's reach into daphne, Twisted and autobahn: sockets a
+The canary for streaming.serve.daphne's reach into daphne, Twisted and autobahn: sockets a
 real daphne serves must get the fast path. If a pinned dependency changed under it, this
 fails here instead of silently serving without backpressure.
 """

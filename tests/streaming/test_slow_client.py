@@ -1,7 +1,7 @@
 """
 A subscriber that stops reading its socket (issue 6 §4): the others keep receiving, the
 server's memory stays bounded, and the stalled one gets the newest state once it reads
-again (latest-wins per key, streaming/serve/daphne.py). Latency under a stall: bench/ measures it.
+again (latest-wins per key, streaming/serve/daphne/). Latency under a stall: bench/ measures it.
 """
 
 from __future__ import annotations
