@@ -30,7 +30,8 @@ class BlockingGroupSend:
     def __init__(self, layer: Any, hosts: list[dict[str, Any]], prefix: str) -> None:
         import redis
 
-        self.layer = layer
+        # Weak: the cache below is keyed by the layer, which must not outlive its settings.
+        self.layer = weakref.ref(layer)
         self.prefix = prefix
         self.clients = []
         for host in hosts:
@@ -48,7 +49,10 @@ class BlockingGroupSend:
 
         channel = f"{self.prefix}__group__{group}"
         client = self.clients[_consistent_hash(channel, len(self.clients))]
-        client.publish(channel, self.layer.serialize(message))
+        layer = self.layer()
+        if layer is None:
+            raise RuntimeError("the channel layer this sender served is gone")
+        client.publish(channel, layer.serialize(message))
 
     def connect(self) -> None:
         """Opens each shard's connection now, before a broadcast waits for it."""

@@ -61,3 +61,17 @@ def test_other_layers_and_hosts_are_left_to_group_send(redis_url: str):
     assert blocking_group_send(RedisPubSubChannelLayer(hosts=[("127.0.0.1", 6379)])) is None
     sentinel = {"sentinels": [("127.0.0.1", 26379)], "master_name": "m"}
     assert blocking_group_send(RedisPubSubChannelLayer(hosts=[sentinel])) is None
+
+
+def test_a_layer_replaced_by_new_settings_is_freed_with_its_sender(redis_url: str):
+    """Tests that the cached sender keeps neither its layer nor itself alive."""
+    import gc
+    import weakref
+
+    layer = RedisPubSubChannelLayer(hosts=[redis_url])
+    sender = weakref.ref(blocking_group_send(layer))
+    gone = weakref.ref(layer)
+    del layer
+    gc.collect()
+    assert gone() is None
+    assert sender() is None
