@@ -13,8 +13,9 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.exampleapp"]
 _VARIANT = env("BENCH_VARIANT", default="")
 if _VARIANT == "no-recheck":
     STREAMING["RECHECK_SECONDS"] = 3600.0  # noqa: F405
-elif _VARIANT == "poll-5ms":
-    STREAMING["RELAY_POLL_SECONDS"] = 0.005  # noqa: F405
+elif _VARIANT.startswith("poll-") and _VARIANT.endswith("ms"):
+    # poll-5ms, poll-100ms...: the SQLite relay's PRAGMA data_version poll.
+    STREAMING["RELAY_POLL_SECONDS"] = float(_VARIANT[5:-2]) / 1000  # noqa: F405
 elif _VARIANT == "conn-max-age":
     DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405
 elif _VARIANT == "no-relay":
