@@ -44,13 +44,17 @@ class Wire:
     unsent bytes, resumeProducing once they are written), it tells the hub when it drains.
     """
 
-    __slots__ = ("protocol", "transport", "watched")
+    __slots__ = ("protocol", "send_queue", "socket", "transport", "watched")
     # Called with a wire whose buffer drained (set by streaming.serve.hub).
     on_drain: Callable[[Wire], None] | None = None
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
         self.transport = protocol.transport
+        # Both are made once per connection (autobahn's at connect, Twisted's with the
+        # transport): held here, a write reads neither the protocol's dict nor the transport's.
+        self.send_queue = protocol.send_queue
+        self.socket = getattr(self.transport, "socket", None)
         self.watched = False
 
     def watch(self, limit: int) -> bool:
@@ -108,19 +112,19 @@ class Wire:
         self._write(frame, self.backlog())
 
     def _write(self, frame: PreparedMessage, queued: int) -> None:
-        if self.protocol.send_queue:
+        if self.send_queue:
             # autobahn is in the middle of a queued (synchronous) send: let it order ours.
             self.protocol.sendPreparedMessage(frame)
             return
         data = frame.payloadHybi
         t = self.transport
-        if queued == 0 and t.connected and not t.disconnecting:
+        if queued == 0 and self.socket is not None and t.connected and not t.disconnecting:
             # Nothing queued: send now, as asyncio's transports do, instead of Twisted's
             # register-writer, wait-for-writable, send, unregister (3 more syscalls). The
             # socket's own send: writeSomeData's memoryview and retry wrapper were 0.4 µs
             # of each delivery.
             try:
-                sent = t.socket.send(data)
+                sent = self.socket.send(data)
             except OSError:
                 # Would block, or the connection is lost: Twisted's write sees to either.
                 sent = 0
@@ -180,7 +184,7 @@ def _find(owner: object) -> tuple[Wire | None, bool]:
             if _is_websocket_protocol(protocol) and hasattr(protocol, "transport"):
                 transport = protocol.transport
                 needed = ("dataBuffer", "offset", "_tempDataLen", "socket", "disconnecting")
-                if all(hasattr(transport, a) for a in needed):
+                if hasattr(protocol, "send_queue") and all(hasattr(transport, a) for a in needed):
                     return Wire(protocol), True
             return None, daphne
         send = getattr(getattr(send, "__self__", None), "real_send", None)
