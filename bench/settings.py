@@ -35,6 +35,16 @@ elif _VARIANT == "mem-sites":
     from bench.analysis import dump_memory_sites
 
     dump_memory_sites()
+elif _VARIANT.startswith("gc0-"):
+    # Analysis only: another first-generation threshold in the served process, e.g. gc0-100000.
+    import gc
+
+    gc.set_threshold(int(_VARIANT.removeprefix("gc0-")), *gc.get_threshold()[1:])
+elif _VARIANT == "gc-off":
+    # Analysis only: what the collector's pauses cost the tail (memory in cycles is not freed).
+    import gc
+
+    gc.disable()
 elif _VARIANT == "gc-default":
     import gc
 
