@@ -4,10 +4,10 @@ bytes to the same channel and shard as the layer's group_send, without redis-py'
 client and the event loop turn around it (48 against 170 µs a send, measured alone;
 docs/benchmarks.md).
 
-It reads channels-redis internals (the layer's hosts and prefix, its group channel names,
-its shard hash): tests/streaming/test_redis_pubsub.py is their canary, against a real
-layer's subscribers. Any other layer, or hosts it does not know (Sentinel), gets None and
-is sent through group_send.
+It reads channels-redis internals (the layer's hosts, prefix and serializer, its group
+channel names, its shard hash): tests/streaming/test_redis_pubsub.py is their canary,
+against a real layer's subscribers. Any other layer, or hosts it does not know
+(Sentinel), gets None and is sent through group_send.
 """
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ class BlockingGroupSend:
 
     def __init__(self, layer: Any, hosts: list[dict[str, Any]], prefix: str) -> None:
         import redis
+        from channels_redis.utils import _consistent_hash
 
-        # Weak: the cache below is keyed by the layer, which must not outlive its settings.
-        self.layer = weakref.ref(layer)
+        # The layer's serializer, not the layer: the cache below is keyed by the layer, which
+        # must not outlive its settings.
+        self.serialize = layer._serializer.serialize
+        self.shard_of = _consistent_hash
         self.prefix = prefix
         self.clients = []
         for host in hosts:
@@ -45,14 +48,9 @@ class BlockingGroupSend:
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:
         """PUBLISHes `message` to the group's channel, on the group's shard."""
-        from channels_redis.utils import _consistent_hash
-
         channel = f"{self.prefix}__group__{group}"
-        client = self.clients[_consistent_hash(channel, len(self.clients))]
-        layer = self.layer()
-        if layer is None:
-            raise RuntimeError("the channel layer this sender served is gone")
-        client.publish(channel, layer.serialize(message))
+        client = self.clients[self.shard_of(channel, len(self.clients))]
+        client.publish(channel, self.serialize(message))
 
     def connect(self) -> None:
         """Opens each shard's connection now, before a broadcast waits for it."""
