@@ -5,6 +5,9 @@ bench/settings.py (docs/benchmarks.md, "N = 5,000"): never part of `make bench`.
 - `gc-log`: appends each garbage collection over 10 ms to /tmp/bench-gc.log.
 - `mem-sites`: once 1,900+ WebSocket protocols are open and their count holds, writes the
   heap's growth per socket since startup, by allocating line, to /tmp/bench-mem-sites.log.
+- `trace`: in the writer and the server, appends a wall-clock stamp at each step of a
+  broadcast (commit, PUBLISH sent and acknowledged, parsed off Redis, written to a socket)
+  to /tmp/bench-trace.log; bench/trace.py splits a run's deliveries by step.
 """
 
 from __future__ import annotations
@@ -63,3 +66,60 @@ def dump_memory_sites(protocols: int = 1900) -> None:
         print(f"bench.analysis: wrote {MEM_LOG}", file=sys.stderr)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+TRACE_LOG = "/tmp/bench-trace.log"
+
+
+def trace_stages() -> None:
+    """Appends `stage time` lines to TRACE_LOG at each step of a broadcast, in every process."""
+    from channels_redis.pubsub import RedisPubSubLoopLayer
+    from redis.asyncio.client import PubSub
+
+    from streaming.publish import redis_pubsub
+    from streaming.serve.daphne.wire import Wire
+
+    log = open(TRACE_LOG, "a", buffering=1)  # noqa: SIM115
+
+    def stamp(stage: str) -> None:
+        log.write(f"{stage} {time.time():.6f}\n")
+
+    handle_message = PubSub.handle_message
+
+    async def handled(self: Any, response: Any, *args: Any) -> Any:
+        stamp("parsed")
+        return await handle_message(self, response, *args)
+
+    receive = RedisPubSubLoopLayer.receive
+
+    async def received(self: Any, channel: str) -> Any:
+        message = await receive(self, channel)
+        stamp("hub")
+        return message
+
+    write = Wire._write
+
+    def written(self: Any, *args: Any) -> None:
+        write(self, *args)
+        stamp("sent")
+
+    group_send = redis_pubsub.BlockingGroupSend.group_send
+
+    def published(self: Any, group: str, message: Any) -> None:
+        stamp("publish")
+        group_send(self, group, message)
+        stamp("acked")
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    run_hooks = BaseDatabaseWrapper.run_and_clear_commit_hooks
+
+    def committed(self: Any) -> None:
+        stamp("commit")
+        run_hooks(self)
+
+    BaseDatabaseWrapper.run_and_clear_commit_hooks = committed  # type: ignore[method-assign]
+    PubSub.handle_message = handled  # type: ignore[method-assign]
+    RedisPubSubLoopLayer.receive = received  # type: ignore[method-assign]
+    Wire._write = written  # type: ignore[method-assign]
+    redis_pubsub.BlockingGroupSend.group_send = published  # type: ignore[method-assign]
