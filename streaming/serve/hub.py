@@ -28,15 +28,12 @@ from streaming.serve.member import Member, Send
 from streaming.serve.outlet import Outlet, outlet_of
 from streaming.serve.relay import Relay
 from streaming.serve.repair import ALWAYS, Repairs
+from streaming.serve.stalls import Stalls
 
 logger = logging.getLogger("streaming.serve.hub")
 
 
-# Seconds between looks at full sockets whose drain Twisted cannot report (see drained()).
-DRAIN_POLL_SECONDS = 0.05
-
-
-class Hub(Joins, Repairs):
+class Hub(Joins, Repairs, Stalls):
     """Fans the channel layer's updates out to this event loop's sockets."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -51,7 +48,6 @@ class Hub(Joins, Repairs):
         self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.heartbeat: Heartbeat | None = None
-        # Sockets over their send-buffer limit, with the members holding an update for them.
         self._stalled: dict[Outlet, set[Member]] = {}
         self._drainer: asyncio.Task[None] | None = None
         # Keys to re-read from the database, with the version their sockets must reach.
@@ -65,6 +61,8 @@ class Hub(Joins, Repairs):
         # Groups left by their last socket, not yet left on the channel layer (in order).
         self._leaving: dict[str, None] = {}
         self._leaver: asyncio.Task[None] | None = None
+        # Members without an outlet, whose sends the fan-out awaits (see deliver()).
+        self._awaited = 0
 
     async def start(self) -> None:
         """Starts the relay, and connects to the channel layer (in the background if it is down)."""
@@ -113,6 +111,8 @@ class Hub(Joins, Repairs):
         member = members.get(owner)
         if member is None:
             member = members[owner] = Member(send, outlet_of(owner, send))
+            if member.wire is None:
+                self._awaited += 1
             stats.add("subscribers", stream)
         member.ready = False
         return member
@@ -130,6 +130,9 @@ class Hub(Joins, Repairs):
 
     async def leave(self, owner: object, stream: str, key: str) -> None:
         """Unsubscribes `owner`; the last one out drops the key's subscription."""
+        self._drop(owner, stream, key)
+
+    def _drop(self, owner: object, stream: str, key: str) -> None:
         group = protocol.group_name(stream, key)
         members = self.groups.get(group)
         member = members.pop(owner, None) if members is not None else None
@@ -137,6 +140,8 @@ class Hub(Joins, Repairs):
             return
         member.pending = None
         member.left = True
+        if member.wire is None:
+            self._awaited -= 1
         stats.add("subscribers", stream, -1)
         if not members and group in self._joined:
             del self.groups[group], self.keys[group], self._joined[group]
@@ -145,13 +150,49 @@ class Hub(Joins, Repairs):
             # background, so a mass revocation does not wait one UNSUBSCRIBE per key.
             self._leave_later(group)
 
+    def deliver(self, message: dict[str, Any]) -> bool:
+        """
+        Fans an update out in the caller's turn (channels-redis's receive task, through
+        streaming.publish.redis_pubsub's inbox); returns False to leave it to the receive loop.
+        """
+        if message.get("type") != "stream.update" or self._awaited:
+            # Only a socket without an outlet (an in-process test communicator) is awaited:
+            # with one subscribed, the receive loop keeps every fan-out in order.
+            return False
+        skipped = self._offer(message)[1]
+        if message["gone"]:
+            self._forget(message, skipped)
+        return True
+
     async def fanout(self, message: dict[str, Any]) -> None:
         """Sends an update to every local socket of its key that has not seen it."""
-        members = self.groups.get(message["group"])
-        if not members:
-            return
+        inline, skipped = self._offer(message)
         version = message["version"]
         out = {"type": "websocket.send", "text": message["text"]}
+        for member in inline:
+            if member.left or version <= member.version:
+                # Left, or sent something newer, while an earlier send of this loop awaited.
+                continue
+            member.version = version
+            try:
+                await member.send(out)
+            except Exception:
+                stats.add("dropped", message["stream"])
+                logger.debug("streaming: send to a closing socket failed", exc_info=True)
+        if message["gone"]:
+            self._forget(message, skipped)
+
+    def _offer(self, message: dict[str, Any]) -> tuple[list[Member], set[object]]:
+        """
+        Writes an update to its key's outlets, holding it for the sockets not ready or full;
+        returns the members to await a send for (no outlet) and the owners that had it already.
+        """
+        members = self.groups.get(message["group"])
+        inline: list[Member] = []
+        skipped: set[object] = set()
+        if not members:
+            return inline, skipped
+        version = message["version"]
         logger.debug(
             "streaming: fanout stream=%s key=%s version=%d sockets=%d",
             message["stream"],
@@ -161,7 +202,6 @@ class Hub(Joins, Repairs):
         )
         limit = streaming_settings.SOCKET_BUFFER_BYTES
         frame = None
-        skipped = set()
         # A copy of the keys alone: (owner, member) pairs would be 5,000 tuples per update at
         # N = 5,000, alive for the whole loop, so the GC promoted them to its oldest
         # generation and ran a 250-350 ms full collection every 3-5 s (docs/benchmarks.md).
@@ -176,71 +216,27 @@ class Hub(Joins, Repairs):
             if not member.ready:
                 self._hold(member, message)
                 continue
-            if wire is not None:
-                if frame is None:
-                    frame = wire.frame(message)
-                if wire.offer(frame, limit):
-                    member.version = version
-                else:
-                    self._hold(member, message)
+            if wire is None:
+                inline.append(member)
                 continue
-            if member.left:
-                # Left while an earlier send of this loop awaited.
-                continue
-            member.version = version
-            try:
-                await member.send(out)
-            except Exception:
-                stats.add("dropped", message["stream"])
-                logger.debug("streaming: send to a closing socket failed", exc_info=True)
-        if message["gone"]:
-            # Nothing more will come for this key: forget it here too. A socket that skipped
-            # this frame holds a snapshot read before it, tagged with the same version: the
-            # delete that made it gone is sent again at a higher version, so it stays.
-            for owner in list(members):
-                if owner not in skipped:
-                    await self.leave(owner, message["stream"], message["key"])
+            if frame is None:
+                frame = wire.frame(message)
+            if wire.offer(frame, limit):
+                member.version = version
+            else:
+                self._hold(member, message)
+        return inline, skipped
 
-    def _hold(self, member: Member, message: dict[str, Any]) -> None:
-        """Keeps `message` as the member's newest unsent update (latest-wins)."""
-        if member.pending is not None:
-            if message["version"] <= member.pending["version"]:
-                return
-            stats.add("conflated", message["stream"])
-        member.pending = message
-        if member.ready and member.wire is not None:
-            self._stalled.setdefault(member.wire, set()).add(member)
-            if getattr(member.wire, "watched", False):
-                # Twisted tells us when it drains (Wire.resumeProducing calls drained()).
-                return
-            if self._drainer is None or self._drainer.done():
-                self._drainer = self.loop.create_task(self._guard(self._drain()))
-
-    def drained(self, wire: Outlet) -> None:
-        """Called when a socket's send buffer drained: sends what it holds, newest per key."""
-        held = self._stalled.get(wire)
-        if held is None:
-            return
-        if not wire.open:
-            del self._stalled[wire]
-            return
-        limit = streaming_settings.SOCKET_BUFFER_BYTES
-        while held and wire.backlog() <= limit:
-            member = held.pop()
-            pending, member.pending = member.pending, None
-            if pending is not None and pending["version"] > member.version:
-                member.version = pending["version"]
-                wire.write(wire.frame(pending))
-        if not held:
-            del self._stalled[wire]
-
-    async def _drain(self) -> None:
-        """Polls stalled sockets Twisted does not report on (their producer slot was taken)."""
-        while self._stalled:
-            await asyncio.sleep(DRAIN_POLL_SECONDS)
-            for wire in list(self._stalled):
-                if not getattr(wire, "watched", False):
-                    self.drained(wire)
+    def _forget(self, message: dict[str, Any], skipped: set[object]) -> None:
+        """
+        Drops a gone key's subscriptions: nothing more will come for it. A socket that skipped
+        its frame holds a snapshot read before it, tagged with the same version: the delete
+        that made it gone is sent again at a higher version, so it stays.
+        """
+        members = self.groups.get(message["group"])
+        for owner in list(members or ()):
+            if owner not in skipped:
+                self._drop(owner, message["stream"], message["key"])
 
     async def _receive(self) -> None:
         assert self.channel is not None

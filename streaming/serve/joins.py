@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from streaming import protocol
+from streaming.publish.redis_pubsub import attach_inbox
 from streaming.serve.heartbeat import Heartbeat
 from streaming.serve.repair import ALWAYS
 
@@ -45,6 +46,8 @@ class Joins:
         def _mark(self, group: str, version: int) -> None: ...
 
         def resync(self) -> None: ...
+
+        def deliver(self, message: dict[str, Any]) -> bool: ...
 
         async def _guard(self, coro: Awaitable[None]) -> None: ...
 
@@ -123,6 +126,8 @@ class Joins:
         channel = await asyncio.wait_for(
             self.layer.new_channel("streaming.hub."), JOIN_TIMEOUT_SECONDS
         )
+        # Before the receive loop starts: from here on, updates reach deliver() first.
+        attach_inbox(self.layer, channel, self.deliver)
         self.channel = channel
         self.heartbeat = Heartbeat(self.layer, channel, self._rejoin_and_resync)
         self._tasks += [

@@ -24,10 +24,11 @@ from streaming.conf import streaming_settings
 from streaming.ops.stats import stats
 from streaming.publish import snapshot
 from streaming.registry import Stream
-from streaming.serve.hub import DRAIN_POLL_SECONDS, Member, Send, get_hub
+from streaming.serve.hub import Member, Send, get_hub
 from streaming.serve.keepalive import get_keepalive
 from streaming.serve.rechecks import get_rechecker
 from streaming.serve.sse_request import Resolved, Wanted, reply
+from streaming.serve.stalls import DRAIN_POLL_SECONDS
 
 logger = logging.getLogger("streaming.serve.sse")
 

@@ -84,3 +84,46 @@ async def test_leaving_does_not_wait_on_the_layer_and_a_quick_return_stays_joine
     assert hub.channel not in layer_groups.get(protocol.group_name("s", "left"), {})
     assert hub.channel in layer_groups[protocol.group_name("s", "back")]
     await hub.leave(owner, "s", "back")
+
+
+class ServedOwner:
+    """A socket's owner under a real server: the hub gives it an outlet (no awaited send)."""
+
+    scope = {"server": ("127.0.0.1", 8000)}
+
+
+async def test_deliver_takes_an_update_in_the_callers_turn_unless_a_send_is_awaited():
+    """
+    Tests that deliver() (what channels-redis's receive task calls, through the inbox) sends
+    an update at once; and that it leaves updates to the receive loop, which keeps awaited
+    sends in order, while a socket without an outlet is subscribed, and other messages always.
+    """
+    hub = get_hub()
+    got: list[int] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        got.append(json.loads(event["text"])["version"])
+
+    served = ServedOwner()
+    await hub.ready(await hub.join(served, send, "s", "k"), 1)
+    assert hub.deliver(protocol.update_message("s", "k", 2, {"v": 2}))
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [2]
+
+    awaited = object()
+    await hub.ready(await hub.join(awaited, send, "s", "k"), 2)
+    assert not hub.deliver(protocol.update_message("s", "k", 3, {"v": 3}))
+    await hub.leave(awaited, "s", "k")
+    assert not hub.deliver(protocol.refresh_message("s", ""))
+    assert hub.deliver(protocol.update_message("s", "k", 3, {"v": 3}))
+    for _ in range(100):
+        if len(got) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [2, 3]
+
+    assert hub.deliver(protocol.update_message("s", "k", 4, None))
+    assert protocol.group_name("s", "k") not in hub.groups

@@ -1,12 +1,14 @@
 """
-The canary for streaming/publish/redis_pubsub.py's reach into channels-redis: what the
-sender thread PUBLISHes with a blocking client must reach the members a real
-RedisPubSubChannelLayer added to the group, on the right shard, under the layer's prefix.
+The canary for streaming/publish/redis_pubsub.py's reach into channels-redis, against a real
+RedisPubSubChannelLayer and Redis: what the sender thread PUBLISHes with a blocking client
+must reach the members the layer added to the group, on the right shard, under the layer's
+prefix; and a hub's inbox must be handed what arrives on its channel, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -14,7 +16,7 @@ from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from streaming.publish.redis_pubsub import blocking_group_send
+from streaming.publish.redis_pubsub import attach_inbox, blocking_group_send
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -75,3 +77,78 @@ def test_a_layer_replaced_by_new_settings_is_freed_with_its_sender(redis_url: st
     gc.collect()
     assert gone() is None
     assert sender() is None
+
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    """Waits until condition() is true; fails after `seconds`."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+async def test_the_inbox_is_handed_each_message_as_it_arrives(redis_url: str):
+    """
+    Tests that a message published to a group reaches the inbox's deliver in the layer's own
+    receive task, and that receive() then has nothing: it was not queued as well.
+    """
+    layer = RedisPubSubChannelLayer(hosts=[redis_url])
+    channel = await layer.new_channel("streaming.hub.")
+    delivered: list[dict[str, Any]] = []
+    assert attach_inbox(layer, channel, lambda message: delivered.append(message) or True)
+    await layer.group_add("g", channel)
+    sender = blocking_group_send(layer)
+    assert sender is not None
+    await sync_to_async(sender.group_send)("g", {"type": "stream.update", "n": 1})
+    await layer.group_send("g", {"type": "stream.update", "n": 2})
+
+    await until(lambda: len(delivered) == 2)
+    assert delivered == [{"type": "stream.update", "n": 1}, {"type": "stream.update", "n": 2}]
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), timeout=0.3)
+    await layer.flush()
+
+
+async def test_what_the_inbox_does_not_take_reaches_receive_in_order(redis_url: str, caplog):
+    """
+    Tests that a message deliver declines, and one it fails on (logged), are queued for
+    receive(); and that a message arriving behind a queued one waits behind it, in order.
+    """
+    layer = RedisPubSubChannelLayer(hosts=[redis_url])
+    channel = await layer.new_channel("streaming.hub.")
+    offered: list[int] = []
+
+    def deliver(message: dict[str, Any]) -> bool:
+        offered.append(message["n"])
+        if message["n"] == 2:
+            raise ValueError("a broken hub")
+        return message["n"] != 1
+
+    assert attach_inbox(layer, channel, deliver)
+    await layer.group_add("g", channel)
+    for n in (1, 2, 3):
+        await layer.group_send("g", {"type": "stream.update", "n": n})
+    got = [(await asyncio.wait_for(layer.receive(channel), timeout=5))["n"] for _ in range(3)]
+
+    assert got == [1, 2, 3]
+    # 1 declined and queued: 2 and 3 arrived behind it and were queued without an offer.
+    assert offered == [1]
+    await layer.group_send("g", {"type": "stream.update", "n": 2})
+    await until(lambda: offered == [1, 2])
+    assert (await asyncio.wait_for(layer.receive(channel), timeout=5))["n"] == 2
+    assert "handing a message to the hub failed" in caplog.text
+    await layer.flush()
+
+
+async def test_the_inbox_attaches_to_the_pubsub_layer_only_and_says_when_it_cannot(
+    redis_url: str, caplog
+):
+    """Tests other layers (left alone, silently) and a changed channels-redis (logged)."""
+    assert not attach_inbox(InMemoryChannelLayer(), "x", lambda message: True)
+    assert not attach_inbox(RedisChannelLayer(hosts=[redis_url]), "x", lambda message: True)
+    assert not caplog.text
+    layer = RedisPubSubChannelLayer(hosts=[redis_url])
+    assert not attach_inbox(layer, "never-made", lambda message: True)
+    assert "inbox could not attach" in caplog.text
+    await layer.flush()
