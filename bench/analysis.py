@@ -123,3 +123,38 @@ def trace_stages() -> None:
     RedisPubSubLoopLayer.receive = received  # type: ignore[method-assign]
     Wire._write = written  # type: ignore[method-assign]
     redis_pubsub.BlockingGroupSend.group_send = published  # type: ignore[method-assign]
+
+
+SURVIVORS_LOG = "/tmp/bench-gc-survivors.log"
+
+
+def log_gc_survivors(sockets: int = 4900) -> None:
+    """
+    Once `sockets` WebSocket protocols are open, writes every 3 s the types of the objects in
+    the collector's middle generation, and what the oldest one gained since the last look.
+    """
+    from collections import Counter
+
+    def kinds(generation: int) -> Counter[str]:
+        return Counter(
+            f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects(generation)
+        )
+
+    def watch() -> None:
+        from daphne.ws_protocol import WebSocketProtocol
+
+        while sum(isinstance(o, WebSocketProtocol) for o in gc.get_objects()) < sockets:
+            time.sleep(2)
+        old = kinds(2)
+        with open(SURVIVORS_LOG, "w", buffering=1) as log:
+            while True:
+                time.sleep(3)
+                middle, oldest = kinds(1), kinds(2)
+                log.write(
+                    f"{time.time():.2f} middle {sum(middle.values())}: {middle.most_common(8)}\n"
+                )
+                gained = oldest - old
+                log.write(f"  oldest gained {sum(gained.values())}: {gained.most_common(12)}\n")
+                old = oldest
+
+    threading.Thread(target=watch, daemon=True).start()

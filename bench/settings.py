@@ -33,6 +33,10 @@ for _variant in filter(None, _VARIANTS.split(",")):
         from bench.analysis import log_gc
 
         log_gc()
+    elif _variant == "gc-survivors":
+        from bench.analysis import log_gc_survivors
+
+        log_gc_survivors()
     elif _variant == "trace":
         from bench.analysis import trace_stages
 
@@ -46,6 +50,12 @@ for _variant in filter(None, _VARIANTS.split(",")):
         import gc
 
         gc.set_threshold(int(_variant.removeprefix("gc0-")), *gc.get_threshold()[1:])
+    elif _variant.startswith("gc1-"):
+        # Analysis only: another middle-generation threshold in the served process, e.g. gc1-2.
+        import gc
+
+        _first, _, _oldest = gc.get_threshold()
+        gc.set_threshold(_first, int(_variant.removeprefix("gc1-")), _oldest)
     elif _variant == "gc-off":
         # Analysis only: what the collector's pauses cost the tail (memory in cycles is not freed).
         import gc
