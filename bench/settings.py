@@ -56,6 +56,11 @@ for _variant in filter(None, _VARIANTS.split(",")):
 
         _first, _, _oldest = gc.get_threshold()
         gc.set_threshold(_first, int(_variant.removeprefix("gc1-")), _oldest)
+    elif _variant.startswith("gc-") and _variant.count("-") == 3:
+        # Analysis only: all three thresholds in the served process, e.g. gc-10000-2-100.
+        import gc
+
+        gc.set_threshold(*(int(part) for part in _variant.split("-")[1:]))
     elif _variant == "gc-off":
         # Analysis only: what the collector's pauses cost the tail (memory in cycles is not freed).
         import gc
