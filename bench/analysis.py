@@ -158,3 +158,29 @@ def log_gc_survivors(sockets: int = 4900) -> None:
                 old = oldest
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def raw_stamp() -> Any:
+    """
+    Returns the trace's stamp function for the raw server and writer when BENCH_VARIANT has
+    `trace` (they load no Django settings), else None; stamps `parsed` in redis-py as above.
+    """
+    import os
+
+    if "trace" not in os.environ.get("BENCH_VARIANT", "").split(","):
+        return None
+    from redis.asyncio.client import PubSub
+
+    log = open(TRACE_LOG, "a", buffering=1)  # noqa: SIM115
+
+    def stamp(stage: str) -> None:
+        log.write(f"{stage} {time.time():.6f}\n")
+
+    handle_message = PubSub.handle_message
+
+    async def handled(self: Any, response: Any, *args: Any) -> Any:
+        stamp("parsed")
+        return await handle_message(self, response, *args)
+
+    PubSub.handle_message = handled  # type: ignore[method-assign]
+    return stamp

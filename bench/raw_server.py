@@ -13,10 +13,13 @@ import sys
 from redis import asyncio as aioredis
 from websockets.asyncio.server import broadcast, serve
 
+from bench.analysis import raw_stamp
+
 
 async def main(port: int, redis_url: str, channel: str) -> None:
     """Serves until killed: one subscription, one broadcast per published message."""
     clients: set = set()
+    stamp = raw_stamp()
 
     async def handler(connection) -> None:
         clients.add(connection)
@@ -33,6 +36,8 @@ async def main(port: int, redis_url: str, channel: str) -> None:
         async for message in pubsub.listen():
             if message["type"] == "message":
                 broadcast(clients, message["data"], text=True)
+                if stamp is not None:
+                    stamp("sent")
 
 
 if __name__ == "__main__":

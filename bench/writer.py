@@ -95,13 +95,21 @@ def raw_writer(redis_url: str, channel: str) -> Write:
     """Returns a write function PUBLISHing one frame per call on one connection."""
     import redis
 
+    from bench.analysis import raw_stamp
+
     client = redis.Redis.from_url(redis_url)
     client.ping()
+    stamp = raw_stamp()
 
     def write(value: int) -> tuple[float, float]:
         text = week_message(value)
         committed = time.time()
+        if stamp is not None:
+            stamp("commit")
+            stamp("publish")
         client.publish(channel, text)
+        if stamp is not None:
+            stamp("acked")
         return committed, time.time() - committed
 
     return write
