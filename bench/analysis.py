@@ -71,13 +71,9 @@ def dump_memory_sites(protocols: int = 1900) -> None:
 TRACE_LOG = "/tmp/bench-trace.log"
 
 
-def trace_stages() -> None:
-    """Appends `stage time` lines to TRACE_LOG at each step of a broadcast, in every process."""
-    from channels_redis.pubsub import RedisPubSubLoopLayer
+def _tracer() -> Any:
+    """Returns a function appending `stage time` to TRACE_LOG; stamps `parsed` in redis-py."""
     from redis.asyncio.client import PubSub
-
-    from streaming.publish import redis_pubsub
-    from streaming.serve.daphne.wire import Wire
 
     log = open(TRACE_LOG, "a", buffering=1)  # noqa: SIM115
 
@@ -90,18 +86,23 @@ def trace_stages() -> None:
         stamp("parsed")
         return await handle_message(self, response, *args)
 
-    receive = RedisPubSubLoopLayer.receive
+    PubSub.handle_message = handled  # type: ignore[method-assign]
+    return stamp
 
-    async def received(self: Any, channel: str) -> Any:
-        message = await receive(self, channel)
-        stamp("hub")
-        return message
 
-    write = Wire._write
+def trace_stages() -> None:
+    """Appends `stage time` lines to TRACE_LOG at each step of a broadcast, in every process."""
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
-    def written(self: Any, *args: Any) -> None:
-        write(self, *args)
-        stamp("sent")
+    from streaming.publish import redis_pubsub
+    from streaming.serve.daphne.wire import Wire
+
+    stamp = _tracer()
+    run_hooks = BaseDatabaseWrapper.run_and_clear_commit_hooks
+
+    def committed(self: Any) -> None:
+        stamp("commit")
+        run_hooks(self)
 
     group_send = redis_pubsub.BlockingGroupSend.group_send
 
@@ -110,19 +111,15 @@ def trace_stages() -> None:
         group_send(self, group, message)
         stamp("acked")
 
-    from django.db.backends.base.base import BaseDatabaseWrapper
+    write = Wire._write
 
-    run_hooks = BaseDatabaseWrapper.run_and_clear_commit_hooks
-
-    def committed(self: Any) -> None:
-        stamp("commit")
-        run_hooks(self)
+    def written(self: Any, *args: Any) -> None:
+        write(self, *args)
+        stamp("sent")
 
     BaseDatabaseWrapper.run_and_clear_commit_hooks = committed  # type: ignore[method-assign]
-    PubSub.handle_message = handled  # type: ignore[method-assign]
-    RedisPubSubLoopLayer.receive = received  # type: ignore[method-assign]
-    Wire._write = written  # type: ignore[method-assign]
     redis_pubsub.BlockingGroupSend.group_send = published  # type: ignore[method-assign]
+    Wire._write = written  # type: ignore[method-assign]
 
 
 SURVIVORS_LOG = "/tmp/bench-gc-survivors.log"
@@ -163,24 +160,10 @@ def log_gc_survivors(sockets: int = 4900) -> None:
 def raw_stamp() -> Any:
     """
     Returns the trace's stamp function for the raw server and writer when BENCH_VARIANT has
-    `trace` (they load no Django settings), else None; stamps `parsed` in redis-py as above.
+    `trace` (they load no Django settings), else None.
     """
     import os
 
     if "trace" not in os.environ.get("BENCH_VARIANT", "").split(","):
         return None
-    from redis.asyncio.client import PubSub
-
-    log = open(TRACE_LOG, "a", buffering=1)  # noqa: SIM115
-
-    def stamp(stage: str) -> None:
-        log.write(f"{stage} {time.time():.6f}\n")
-
-    handle_message = PubSub.handle_message
-
-    async def handled(self: Any, response: Any, *args: Any) -> Any:
-        stamp("parsed")
-        return await handle_message(self, response, *args)
-
-    PubSub.handle_message = handled  # type: ignore[method-assign]
-    return stamp
+    return _tracer()
