@@ -5,7 +5,9 @@ sockets watch that key, and one pre-encoded frame fanned out to all of them.
 It also keeps what each socket has seen: versions only grow per socket, and a socket that
 is still waiting for its subscribe reply gets the newest update right after that reply.
 Under daphne, frames go straight to each socket's transport, and a socket that stops
-reading gets the newest update per key once it drains (streaming/serve/daphne/).
+reading gets the newest update per key once it drains (streaming/serve/daphne/, stalls.py).
+Over channels-redis's pub/sub layer, updates arrive through deliver(), in the layer's own
+receive task (streaming/publish/redis_pubsub.py's inbox); anything else through _receive().
 """
 
 from __future__ import annotations
