@@ -79,7 +79,10 @@ class SessionUserMiddleware:
 
 
 class PathRouter:
-    """Routes connections by their exact path to the applications of literal URL patterns."""
+    """
+    Routes connections by their exact path to the applications of literal URL patterns;
+    refuses a WebSocket to any other path at the handshake.
+    """
 
     def __init__(self, patterns: Iterable[URLPattern]) -> None:
         self.routes: dict[str, Any] = {}
@@ -101,5 +104,14 @@ class PathRouter:
         if path.startswith(root_path):
             application = self.routes.get(path[len(root_path) :].lstrip("/"))
         if application is None:
-            raise ValueError(f"No route found for path {path!r}.")
+            if scope["type"] != "websocket":
+                raise ValueError(f"No route found for path {path!r}.")
+            # A socket to no route is refused at the handshake (HTTP 403): URLRouter's
+            # ValueError became a 500 and a traceback in the log for each such connect.
+            return _refuse(receive, send)
         return application(scope, receive, send)
+
+
+async def _refuse(receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "websocket.close"})

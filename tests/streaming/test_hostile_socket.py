@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
+from websockets.exceptions import InvalidStatus
 
 from metrics.models import Metric, Series
 from streaming.protocol import group_name
@@ -250,3 +251,19 @@ async def test_hostile_clients_leave_the_server_and_other_clients_working(series
     await greedy.close()
     await bystander_still_receives()
     await bystander.close()
+
+
+async def test_a_socket_to_no_route_is_refused_at_the_handshake(daphne):
+    """Tests that an unknown WebSocket path gets HTTP 403 (no 500, no traceback) and no socket."""
+    url = daphne.ws_url.replace("/ws/stream/", "/ws/nowhere/")
+    with pytest.raises(InvalidStatus) as refusal:
+        async with websockets.connect(url, origin=daphne.http_url):
+            pass
+    assert refusal.value.response.status_code == 403
+    # The server is unharmed: the stream endpoint still subscribes.
+    await sync_to_async(Series.objects.create)(slug="after", name="after", aggregation="max")
+    async with websockets.connect(daphne.ws_url, origin=daphne.http_url) as ws:
+        subscribe = {"stream": "metrics.week", "params": {"series": "after"}}
+        await ws.send(json.dumps({"action": "subscribe", "request_id": 1, **subscribe}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert (reply["request_id"], reply["response_status"]) == (1, 200)

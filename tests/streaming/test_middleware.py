@@ -149,8 +149,22 @@ async def test_the_path_router_hands_the_scope_itself_to_the_literal_route():
     assert (await routed(router, "/ws/stream/"))["path"] == "/ws/stream/"
     assert (await routed(router, "/live/ws/stream/", root_path="/live"))["root_path"] == "/live"
     for wrong, root_path in [("/ws/other/", ""), ("/ws/stream/x/", ""), ("/ws/stream/", "/live")]:
-        with pytest.raises(ValueError, match="No route found"):
-            await routed(router, wrong, root_path)
+        assert await refused(router, wrong, root_path)
+
+
+async def refused(router: PathRouter, path: str, root_path: str = "") -> bool:
+    """Returns whether a socket to `path` was closed at its handshake, reaching no application."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": path, "root_path": root_path}
+    await router(scope, receive, send)
+    return sent == [{"type": "websocket.close"}]
 
 
 def test_the_path_router_refuses_routes_it_cannot_match_exactly():
