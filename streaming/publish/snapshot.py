@@ -37,20 +37,27 @@ def snapshot(using: str | None) -> Iterator[int]:
         yield _clock(connection)
         return
     connection.ensure_connection()
-    # One cursor for BEGIN, the clock and COMMIT: each cursor costs a wrapper and a driver
-    # cursor, a tenth of a broadcast's snapshot (docs/benchmarks.md).
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        else:
-            # DEFERRED, not Django's atomic(): a reader must not take SQLite's write lock.
-            cursor.execute("BEGIN DEFERRED")
+    # The driver's own cursor, inside Django's error translation: three statements without
+    # parameters, where Django's cursor wrapper cost most of the snapshot (docs/benchmarks.md).
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+    try:
+        with connection.wrap_database_errors:
+            if connection.vendor == "postgresql":
+                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            else:
+                # DEFERRED, not Django's atomic(): a reader must not take SQLite's write lock.
+                cursor.execute("BEGIN DEFERRED")
         try:
-            cursor.execute(CLOCK_SQL)
-            row = cursor.fetchone()
+            with connection.wrap_database_errors:
+                cursor.execute(CLOCK_SQL)
+                row = cursor.fetchone()
             yield int(row[0]) if row else 0
         finally:
-            cursor.execute("COMMIT")
+            with connection.wrap_database_errors:
+                cursor.execute("COMMIT")
+    finally:
+        cursor.close()
 
 
 def _clock(connection: Any) -> int:

@@ -181,3 +181,27 @@ def test_the_relays_grace_counts_from_the_commit_and_never_exceeds_itself(settin
     assert repair.grace_left(now_us - 60_000) == pytest.approx(0.04)
     assert repair.grace_left(now_us - 5_000_000) == 0.0
     assert repair.grace_left(now_us + 3_600_000_000) == 0.1
+
+
+def test_a_failing_snapshot_raises_djangos_error_and_marks_the_connection(monkeypatch):
+    """
+    Tests that the snapshot, read on the driver's cursor, still raises django.db's errors
+    and flags the connection (the sender closes an unusable one), and leaves no transaction.
+    """
+    from django.db import DatabaseError
+
+    from streaming.publish import snapshot as snapshot_module
+
+    monkeypatch.setattr(snapshot_module, "CLOCK_SQL", "SELECT n FROM no_such_table")
+    connection.ensure_connection()
+    connection.errors_occurred = False
+    with pytest.raises(DatabaseError), snapshot(None):
+        pass
+    assert connection.errors_occurred
+    monkeypatch.undo()
+    with connection.cursor() as cursor:
+        # A transaction left open would refuse BEGIN (SQLite) or warn and stay (PostgreSQL).
+        cursor.execute("SELECT 1")
+    with snapshot(None) as clock:
+        assert clock >= 0
+    assert not connection.in_atomic_block
