@@ -12,7 +12,12 @@ from typing import Any
 
 import streaming
 from metrics.models import Metric, Series
-from metrics.selectors import can_view_series, series_visible_to, series_week_by_pk
+from metrics.selectors import (
+    can_view_series_by_pk,
+    series_pk_by_slug,
+    series_visible_to,
+    series_week_by_pk,
+)
 from metrics.weeks import IsoWeek
 
 WEEK_STREAM = "metrics.week"
@@ -55,7 +60,7 @@ def params_key(params: Mapping[str, Any]) -> str:
             parsed = IsoWeek.parse(week)
         except ValueError as exc:
             raise streaming.InvalidParams(f"week: {exc}") from exc
-    series_id = Series.objects.filter(slug=slug).values_list("pk", flat=True).first()
+    series_id = series_pk_by_slug(slug=slug)
     if series_id is None:
         raise streaming.StreamNotFound(f"No series {slug!r}.")
     return week_key(series_id, parsed)
@@ -69,8 +74,7 @@ def payload(key: str, using: str | None) -> dict[str, Any] | None:
 
 def permission(user: Any, key: str) -> bool:
     """Returns whether `user` may subscribe to `key`."""
-    series = Series.objects.filter(pk=_parse_key(key)[0]).first()
-    return series is not None and can_view_series(user=user, series=series)
+    return can_view_series_by_pk(user=user, pk=_parse_key(key)[0])
 
 
 def batch_permission(user: Any, keys: Sequence[str]) -> set[str]:

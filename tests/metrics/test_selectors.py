@@ -189,3 +189,37 @@ def test_the_week_reads_the_index_alone(aggregation):
             cursor.execute(f"EXPLAIN {_week_sql('default', 'postgresql', aggregation)}", params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert "Index Only Scan using metric_series_ts_cover" in plan, plan
+
+
+def test_series_pk_by_slug_finds_the_series_or_none():
+    """Tests that series_pk_by_slug (every subscribe's key) finds a series by slug alone."""
+    from metrics.selectors import series_pk_by_slug
+
+    series = make_series("sum", slug="cpu")
+    make_series("sum", slug="cpu-2")
+    assert series_pk_by_slug(slug="cpu") == series.pk
+    assert series_pk_by_slug(slug="gpu") is None
+
+
+def test_can_view_series_by_pk_follows_can_view_series(django_user_model):
+    """
+    Tests that the subscribe's permission check by primary key says what can_view_series
+    says: public series to anyone, private ones with metrics.view_series, no series never.
+    """
+    from django.contrib.auth.models import AnonymousUser, Permission
+
+    from metrics.selectors import can_view_series, can_view_series_by_pk
+
+    public = make_series("sum", slug="public")
+    private = Series.objects.create(slug="private", name="P", aggregation="sum", is_public=False)
+    plain = django_user_model.objects.create_user("plain")
+    viewer = django_user_model.objects.create_user("viewer")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_series"))
+    viewer = django_user_model.objects.get(pk=viewer.pk)
+    for user in (None, AnonymousUser(), plain, viewer):
+        for series in (public, private):
+            expected = can_view_series(user=user, series=series)
+            assert can_view_series_by_pk(user=user, pk=series.pk) is expected
+    assert can_view_series_by_pk(user=viewer, pk=private.pk)
+    assert not can_view_series_by_pk(user=plain, pk=private.pk)
+    assert not can_view_series_by_pk(user=viewer, pk=private.pk + public.pk + 1)
