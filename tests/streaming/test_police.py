@@ -121,3 +121,45 @@ def test_a_socket_still_in_its_handshake_keeps_it():
     protocol.dataReceived(HANDSHAKE)
     assert not release_handshake(protocol)
     assert "upgrade" in protocol.http_headers
+
+
+def test_later_sockets_format_autobahns_options_log_only_if_it_is_written(monkeypatch):
+    """
+    Tests that once a socket is policed, a later socket's opening does not format its
+    options for autobahn's debug line; that the line, when written, holds the same text;
+    and that autobahn's other use of pformat still gets a string.
+    """
+    import pprint
+
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    factory = daphne_factory()
+    first, _ = open_socket(factory)
+    assert police(Wire(first), lambda: True)
+    assert autobahn_protocol.pformat.streaming_deferred
+    calls = []
+    real = pprint.pformat
+    monkeypatch.setattr(pprint, "pformat", lambda *a, **k: calls.append(a) or real(*a, **k))
+    open_socket(factory)
+    assert calls == []
+    logged = []
+
+    class Logging:
+        """A debug logger that writes its line, as txaio's does with debug logging on."""
+
+        @staticmethod
+        def debug(text: str, **kwargs: object) -> None:
+            logged.append(text.format(**kwargs))
+
+    later = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    later.log = Logging()
+    later._raw_query_string = b""
+    later.makeConnection(StringTransport())
+    options = [line for line in logged if "autoPingInterval" in line]
+    assert len(options) == 1
+    assert "('autoPingInterval', 7," in options[0]
+    assert len(calls) == 1
+    timings = autobahn_protocol.Timings()
+    timings.track("x")
+    assert type(str(timings)) is str
+    assert "'x'" in str(timings)
