@@ -170,7 +170,7 @@ def _series_column(column: str, by: str, value: Any, using: str | None) -> Any:
     """
     Returns one column of the series whose `by` column equals `value`, or None. Every
     subscribe asks twice (its key, then its permission): a plain cursor, as the ORM's
-    queryset took 3-4 times as long to build as the query to run (docs/benchmarks.md).
+    queryset took about ten times as long to build as the query to run (docs/benchmarks.md).
     """
     connection = connections[using or router.db_for_read(Series)]
     with connection.cursor() as cursor:

@@ -159,6 +159,9 @@ def test_later_sockets_format_autobahns_options_log_only_if_it_is_written(monkey
     assert len(options) == 1
     assert "('autoPingInterval', 7," in options[0]
     assert len(calls) == 1
+    from streaming.serve.daphne.police import _Formatted
+
+    assert repr(_Formatted([("a", 1)])) == repr(real([("a", 1)]))
     timings = autobahn_protocol.Timings()
     timings.track("x")
     assert type(str(timings)) is str

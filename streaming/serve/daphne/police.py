@@ -153,6 +153,10 @@ class _Formatted:
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
 
+    def __repr__(self) -> str:
+        # What a log observer that stores events as data would have recorded: the text.
+        return repr(str(self))
+
 
 def _defer_options_log() -> None:
     """
