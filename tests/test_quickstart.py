@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -199,8 +200,16 @@ async def watch_and_vote(site: Quickstart) -> tuple[dict, dict]:
         reply = json.loads(await asyncio.wait_for(socket.recv(), 30))
         assert reply["response_status"] == 200, reply
         await asyncio.to_thread(site.manage, *site.vote)
-        update = json.loads(await asyncio.wait_for(socket.recv(), 30))
+        update = await asyncio.wait_for(next_update(socket), 30)
     return reply, update
+
+
+async def next_update(socket: Any) -> dict[str, Any]:
+    """Returns the socket's next message other than a heartbeat (one every 10 s by default)."""
+    while True:
+        message = json.loads(await socket.recv())
+        if message.get("action") != "heartbeat":
+            return message
 
 
 def assert_the_vote_arrives(site: Quickstart) -> None:
