@@ -14,6 +14,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from streaming.serve.daphne import STATE_OPEN, Wire, police, release_handshake
+from streaming.serve.daphne.quiet import HL_MODULES, Deferred
 
 HANDSHAKE = (
     b"GET /ws/stream/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -40,6 +41,9 @@ class Server:
 
     def log_action(self, *args: Any) -> None:
         """Called for daphne's access log."""
+
+    def protocol_disconnected(self, protocol: Any) -> None:
+        """Called as a socket closes."""
 
 
 def daphne_factory() -> WebSocketFactory:
@@ -159,10 +163,66 @@ def test_later_sockets_format_autobahns_options_log_only_if_it_is_written(monkey
     assert len(options) == 1
     assert "('autoPingInterval', 7," in options[0]
     assert len(calls) == 1
-    from streaming.serve.daphne.police import _Formatted
-
-    assert repr(_Formatted([("a", 1)])) == repr(real([("a", 1)]))
+    assert repr(Deferred(real, ([("a", 1)],))) == repr(real([("a", 1)]))
     timings = autobahn_protocol.Timings()
     timings.track("x")
     assert type(str(timings)) is str
     assert "'x'" in str(timings)
+
+
+def test_later_sockets_highlight_names_and_values_only_in_lines_written(monkeypatch):
+    """
+    Tests that once a socket is policed, autobahn's hltype and hlval build no text for
+    debug lines not written (a later socket opens, receives and closes without calling
+    autobahn.util.hl), and that a line written holds autobahn's own text.
+    """
+    import autobahn.util
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    factory = daphne_factory()
+    first, _ = open_socket(factory)
+    assert police(Wire(first), lambda: True)
+    calls = []
+    real = autobahn.util.hl
+    monkeypatch.setattr(autobahn.util, "hl", lambda *a, **k: calls.append(a) or real(*a, **k))
+    later, _ = open_socket(factory)
+    later.dataReceived(PING)
+    later.connectionLost(Failure(ConnectionDone()))
+    assert calls == []
+    from autobahn.twisted import websocket as twisted_websocket
+
+    text = str(twisted_websocket.hlval(42, color="green"))
+    assert text == autobahn.util.hlval(42, color="green")
+    assert "42" in text
+
+
+def test_autobahn_calls_hltype_and_hlval_only_for_log_lines():
+    """
+    Tests the canary of the deferred highlights: in each module streaming patches, every
+    call of hltype or hlval is a keyword argument of a log call, whose text is only read
+    when the line is written.
+    """
+    import ast
+    import importlib
+    import inspect
+
+    for name in HL_MODULES:
+        tree = ast.parse(inspect.getsource(importlib.import_module(name)))
+        highlights = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("hltype", "hlval")
+        ]
+        in_log_lines = [
+            keyword.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and ast.unparse(node.func.value).endswith("log")
+            for keyword in node.keywords
+        ]
+        assert highlights, name
+        assert all(any(h is value for value in in_log_lines) for h in highlights), name

@@ -2,9 +2,10 @@
 streaming's reach into daphne, Twisted and autobahn (pinned in pyproject.toml): each
 update framed once and written straight to every socket, with flow control (`wire`); each
 socket's pings, keepalive and reads policed (`police`); what daphne and autobahn keep of
-the upgrade freed (`release`). Loaded under other servers too, it imports none of them.
+the upgrade freed (`release`); autobahn's debug lines formatted only if written (`quiet`).
+Loaded under other servers too, it imports none of them.
 
-The canaries: tests/streaming/test_fast_path.py and test_wire.py.
+The canaries: tests/streaming/test_fast_path.py, test_wire.py and test_police.py.
 """
 
 from streaming.serve.daphne.police import MAX_QUEUED_FRAMES, police, resume_reading

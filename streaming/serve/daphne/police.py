@@ -7,19 +7,18 @@ the consumer.
 The hooks live on a subclass of daphne's protocol class that the socket, and every later
 socket of its factory, runs as. The subclass also holds autobahn's options, which autobahn
 otherwise copies into each socket's __dict__: 29 of its 114 entries, whose dict then takes
-3.3 KB a socket instead of 1.7 KB. And autobahn's debug line listing those options for
-each new socket is formatted only if it is written (`_defer_options_log`).
+3.3 KB a socket instead of 1.7 KB. Adopting the first socket also makes autobahn's debug
+lines cheap for every later one (`streaming.serve.daphne.quiet`).
 """
 
 from __future__ import annotations
 
 import logging
-import pprint
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from streaming.serve.daphne.quiet import defer_debug_lines
 from streaming.serve.daphne.wire import STATE_OPEN, Wire, report_once
 
 # Frames a socket may have waiting for its consumer before daphne stops reading it: daphne
@@ -81,7 +80,7 @@ def _adopt(protocol: Any) -> bool:
         if not isinstance(protocol, cls) or not hasattr(cls, "CONFIG_ATTRS"):
             return False
         cls = factory.protocol = _policed(cls, factory)
-        _defer_options_log()
+        defer_debug_lines()
     if type(protocol) is not cls:
         if not isinstance(protocol, cls.__bases__[0]):
             return False
@@ -137,53 +136,3 @@ def _policed(base: Any, factory: Any) -> type:
         # A function (perMessageCompressionAccept) must not become a method of the socket.
         setattr(Policed, name, staticmethod(value) if callable(value) else value)
     return Policed
-
-
-class _Formatted:
-    """pprint.pformat(obj), computed only when the text is asked for."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __str__(self) -> str:
-        return pprint.pformat(self.obj)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-    def __repr__(self) -> str:
-        # What a log observer that stores events as data would have recorded: the text.
-        return repr(str(self))
-
-
-def _defer_options_log() -> None:
-    """
-    Makes autobahn format a new socket's options for its debug line only if the line is
-    written. It called pprint.pformat on them for every socket, debug logging on or off:
-    5 % of the server's CPU in a storm of 5,000 connects (docs/benchmarks.md). Its other
-    calls of pformat, whose text it uses, still get it at once.
-    """
-    module: Any = sys.modules.get("autobahn.websocket.protocol")
-    current = getattr(module, "pformat", None)
-    if getattr(current, "streaming_deferred", False):
-        return
-    opening = getattr(getattr(module, "WebSocketProtocol", None), "_connectionMade", None)
-    if current is not pprint.pformat or opening is None:
-        report_once(
-            "options-log",
-            logging.WARNING,
-            "streaming: could not defer autobahn's options log (autobahn changed?); each "
-            "socket's opening formats it as autobahn does",
-        )
-        return
-    code = opening.__code__
-
-    def pformat(obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs or sys._getframe(1).f_code is not code:
-            return pprint.pformat(obj, *args, **kwargs)
-        return _Formatted(obj)
-
-    pformat.streaming_deferred = True  # type: ignore[attr-defined]
-    module.pformat = pformat
