@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any
 
-from bench.scratch import drop_capture, postgres_available, postgres_database
-from bench.targets import ROOT
+from bench.scratch import drop_capture, measure_on_two, postgres_available
 
 BULK = 1_000
 ATOMIC = 100
@@ -102,33 +97,9 @@ def measure(saves: int, bulks: int) -> dict[str, dict[str, list[float]]]:
 
 def run(vendor: str, saves: int, bulks: int) -> dict[str, Any]:
     """Measures on two fresh databases of `vendor` in a child process; returns its figures."""
-    with ExitStack() as stack:
-        if vendor == "sqlite":
-            folder = tempfile.mkdtemp(prefix="bench-capture-")
-            on, off = (f"sqlite:///{folder}/{name}.sqlite3" for name in ("on", "off"))
-        else:
-            on = stack.enter_context(postgres_database("bench_capture_on"))
-            off = stack.enter_context(postgres_database("bench_capture_off"))
-        env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="bench.capture_settings",
-            DATABASE_URL=on,
-            CAPTURE_OFF_URL=off,
-            REDIS_URL="",
-            PYTHONPATH=str(ROOT),
-        )
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.capture", "measure", str(saves), str(bulks)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise RuntimeError(f"capture bench failed on {vendor}:\n{result.stderr}")
-    times = json.loads(result.stdout.strip().splitlines()[-1])
+    times = measure_on_two(
+        vendor, "capture", ["bench.capture", "measure", str(saves), str(bulks)], timeout=600
+    )
     figures: dict[str, Any] = {"vendor": vendor}
     for what, limit in TARGETS.items():
         on_ms = statistics.median(times["on"][what]) * 1e3

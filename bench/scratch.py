@@ -7,9 +7,13 @@ the server the test suite uses); each scratch database is created empty and drop
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -67,3 +71,40 @@ def drop_capture(using: str = "default") -> list[str]:
                     cursor.execute(f"DROP FUNCTION {qn(name)}()")
                 dropped.append(name)
     return dropped
+
+
+def measure_on_two(vendor: str, name: str, argv: list[str], timeout: float) -> Any:
+    """
+    Runs `python -m ARGV` in a child process given two fresh databases of `vendor`, as
+    bench.capture_settings' "default" (DATABASE_URL) and "off" (CAPTURE_OFF_URL); returns
+    the JSON its last line of output holds.
+    """
+    from bench.targets import ROOT
+
+    with ExitStack() as stack:
+        if vendor == "sqlite":
+            folder = tempfile.mkdtemp(prefix=f"bench-{name}-")
+            default, off = (f"sqlite:///{folder}/{side}.sqlite3" for side in ("default", "off"))
+        else:
+            default = stack.enter_context(postgres_database(f"bench_{name}_default"))
+            off = stack.enter_context(postgres_database(f"bench_{name}_off"))
+        env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="bench.capture_settings",
+            DATABASE_URL=default,
+            CAPTURE_OFF_URL=off,
+            REDIS_URL="",
+            PYTHONPATH=str(ROOT),
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", *argv],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed on {vendor}:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -14,17 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from contextlib import ExitStack
 from datetime import timedelta
 
-from bench.scratch import postgres_available, postgres_database
-from bench.targets import ROOT
+from bench.scratch import measure_on_two, postgres_available
 
 READS = 300
 HISTORY_WEEKS = 4
@@ -91,33 +86,8 @@ def measure(sizes: list[int]) -> dict[str, dict[str, float]]:
 
 def run(vendor: str, sizes: list[int]) -> dict[str, dict[str, float]]:
     """Measures on two fresh databases of `vendor` in a child process; returns its figures."""
-    with ExitStack() as stack:
-        if vendor == "sqlite":
-            folder = tempfile.mkdtemp(prefix="bench-week-")
-            on, off = (f"sqlite:///{folder}/{name}.sqlite3" for name in SIDES)
-        else:
-            on = stack.enter_context(postgres_database("bench_week_covering"))
-            off = stack.enter_context(postgres_database("bench_week_plain"))
-        env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="bench.capture_settings",
-            DATABASE_URL=on,
-            CAPTURE_OFF_URL=off,
-            REDIS_URL="",
-            PYTHONPATH=str(ROOT),
-        )
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.week_read", "measure", *map(str, sizes)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise RuntimeError(f"week read bench failed on {vendor}:\n{result.stderr}")
-    figures: dict[str, dict[str, float]] = json.loads(result.stdout.strip().splitlines()[-1])
+    argv = ["bench.week_read", "measure", *map(str, sizes)]
+    figures: dict[str, dict[str, float]] = measure_on_two(vendor, "week", argv, timeout=900)
     return figures
 
 
