@@ -62,7 +62,10 @@ def default_plan(full: bool) -> list[Run]:
     if full:
         runs += [Run("dcrf", n) for n in (1, 100, 1000)]
     else:
-        runs += [Run("dcrf", 1), Run("dcrf", 100), Run("dcrf", 1000, burst=0, wait=15.0)]
+        # DCRF's N = 100 burst never completes: 15 s bounds it (its paced phase ends by ~7 s)
+        # and keeps `make bench` under 6 minutes; its figure is printed as a lower bound.
+        runs += [Run("dcrf", 1), Run("dcrf", 100, wait=15.0)]
+        runs.append(Run("dcrf", 1000, burst=0, wait=15.0))
     return runs
 
 
@@ -192,7 +195,7 @@ def run_extras() -> list[tuple[dict[str, Any], list[str]]]:
             out.append(({"capture": vendor, "skipped": True}, [f"capture cost, {vendor}: skipped"]))
             continue
         print(f"bench: cost of capture, {vendor} ...", file=sys.stderr, flush=True)
-        cost = capture.run(vendor, saves=200, bulks=8)
+        cost = capture.run(vendor, saves=200, bulks=12)
         out.append(({"capture": vendor, **cost}, capture.lines(cost)))
     print("bench: bulk ingest ...", file=sys.stderr, flush=True)
     rows, batch = 100_000, 1_000
