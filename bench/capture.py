@@ -59,7 +59,7 @@ def measure(saves: int, bulks: int) -> dict[str, dict[str, list[float]]]:
 
     def timed(side: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         # As timeit does: a collection the writes' garbage triggers would land on whichever
-        # side crossed the threshold (a 1,000-row bulk_create crosses it every time). With
+        # side crossed the threshold (a 1,000-row bulk_create allocates well past it). With
         # the collector off, it runs at the next allocation, outside the timing.
         gc.disable()
         try:
