@@ -47,8 +47,9 @@ class Change(models.Model):
 
 class Clock(models.Model):
     """
-    Row 1 is the version clock, bumped by every writing transaction (never below the time in
-    microseconds); row 2 is the newest version pruned from the change log.
+    Row 1 is SQLite's version clock, bumped by every writing transaction (never below the time
+    in microseconds; PostgreSQL's stamp takes a sequence's next value instead); row 2 is the
+    newest version pruned from the change log.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True)

@@ -7,11 +7,13 @@ They are generated from each Source's `fields` and installed after every `migrat
 A rolled-back transaction or savepoint records nothing; a committed one always has.
 
 Versions follow commit order. On SQLite one transaction writes at a time, so each row's
-trigger bumps the clock. On PostgreSQL a deferred trigger on each change row stamps it at
-commit: the transaction's first firing bumps the clock, holding the clock row's lock until
-the commit is done (the next writer's version is taken after it), the others reuse that
-version. Either way a snapshot that reads the clock at n holds exactly the commits stamped
-up to n (docs/protocol.md).
+trigger bumps the clock (streaming_clock, row 1). On PostgreSQL a deferred trigger on each
+change row stamps it at commit: the transaction's first firing takes an advisory lock, held
+until the commit is done, then the next value of a sequence (the next writer's version is
+taken after it); the others reuse that version. A lock and a sequence, not a row's UPDATE:
+neither can fail a REPEATABLE READ or SERIALIZABLE writer whose snapshot predates another's
+commit. Either way a snapshot that reads the clock (streaming.publish.snapshot.CLOCK_SQL) at
+n holds exactly the commits stamped up to n (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -30,30 +32,37 @@ PREFIX = "streaming_"
 _SQLITE_NOW = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
 _PG_NOW = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
+# pg_advisory_xact_lock's key ("stre", "am" in ASCII): the stamp's lock, held to the commit.
+PG_LOCK = (0x73747265, 0x616D)
+
 _PG_STAMP = f"""
+CREATE SEQUENCE IF NOT EXISTS streaming_version;
+-- Starts above every version handed out before: the change log's, and the clock row's
+-- (a database stamped by the clock row's UPDATE, before the sequence).
+DO $$ BEGIN
+  PERFORM pg_advisory_xact_lock{PG_LOCK};
+  PERFORM setval('streaming_version', GREATEST(
+    (SELECT last_value FROM streaming_version),
+    (SELECT max(n) FROM streaming_clock),
+    (SELECT max(version) FROM streaming_change)));
+END $$;
 CREATE OR REPLACE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   v bigint := NULLIF(current_setting('streaming.version', true), '')::bigint;
 BEGIN
   IF v IS NULL THEN
-    -- One statement bumps the clock, stamps this row, keeps the version for the
-    -- transaction's other rows and wakes the relays: each statement is an executor run.
-    WITH clock AS (
-      UPDATE streaming_clock SET n = GREATEST(n + 1, {_PG_NOW}) WHERE id = 1 RETURNING n
+    -- One statement takes the lock, then the version, stamps this row, keeps the version
+    -- for the transaction's other rows and wakes the relays: each statement is an executor
+    -- run. The sequence is read in the projection, after the lock's scan has returned.
+    WITH next AS (
+      SELECT setval('streaming_version',
+        GREATEST((SELECT last_value FROM streaming_version) + 1, {_PG_NOW})) AS n
+      FROM pg_advisory_xact_lock{PG_LOCK}
     ), stamped AS (
-      UPDATE streaming_change SET version = clock.n FROM clock WHERE id = NEW.id
+      UPDATE streaming_change SET version = next.n FROM next WHERE id = NEW.id
     )
     SELECT set_config('streaming.version', n::text, true)::bigint INTO v
-      FROM clock, pg_notify('streaming', '');
-    IF NOT FOUND THEN
-      -- No clock row yet (a new or flushed table).
-      INSERT INTO streaming_clock (id, n) VALUES (1, {_PG_NOW})
-        ON CONFLICT (id) DO UPDATE SET n = GREATEST(streaming_clock.n + 1, EXCLUDED.n)
-        RETURNING n INTO v;
-      UPDATE streaming_change SET version = v WHERE id = NEW.id;
-      PERFORM set_config('streaming.version', v::text, true);
-      PERFORM pg_notify('streaming', '');
-    END IF;
+      FROM next, pg_notify('streaming', '');
   ELSE
     UPDATE streaming_change SET version = v WHERE id = NEW.id;
   END IF;

@@ -1,7 +1,7 @@
 """
 Reads keys' payloads and their version in one database snapshot.
 
-The version is the clock the capture triggers bump at every commit (streaming/capture/
+The version is the clock the capture triggers advance at every commit (streaming/capture/
 triggers.py). Read in the same snapshot as the payloads, it names exactly the commits they
 reflect: a higher version never carries an older state (docs/protocol.md).
 """
@@ -20,7 +20,24 @@ from streaming.models import Clock
 T = TypeVar("T")
 logger = logging.getLogger("streaming.publish.snapshot")
 
-CLOCK_SQL = "SELECT n FROM streaming_clock WHERE id = 1"
+# The clock a snapshot sees, by database vendor (clock_sql()).
+CLOCK_SQL = {
+    # Row 1, which every writing transaction's triggers bump (SQLite; elsewhere, no capture:
+    # signals alone broadcast, and the clock stays where it is).
+    "default": "SELECT n FROM streaming_clock WHERE id = 1",
+    # The newest version stamped by a commit this snapshot sees (the end of the version
+    # index); the clock table's rows when the log holds none: the newest version pruned
+    # (row 2) and the clock of a database stamped before the sequence (row 1).
+    "postgresql": (
+        "SELECT GREATEST(max(version), (SELECT max(n) FROM streaming_clock), 0) "
+        "FROM streaming_change WHERE version IS NOT NULL"
+    ),
+}
+
+
+def clock_sql(vendor: str) -> str:
+    """Returns the query that reads the version clock on a database of `vendor`."""
+    return CLOCK_SQL.get(vendor, CLOCK_SQL["default"])
 
 
 def alias_for(using: str | None) -> str:
@@ -50,7 +67,7 @@ def snapshot(using: str | None) -> Iterator[int]:
                 cursor.execute("BEGIN DEFERRED")
         try:
             with connection.wrap_database_errors:
-                cursor.execute(CLOCK_SQL)
+                cursor.execute(clock_sql(connection.vendor))
                 row = cursor.fetchone()
             yield int(row[0]) if row else 0
         finally:
@@ -62,7 +79,7 @@ def snapshot(using: str | None) -> Iterator[int]:
 
 def _clock(connection: Any) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(CLOCK_SQL)
+        cursor.execute(clock_sql(connection.vendor))
         row = cursor.fetchone()
     return int(row[0]) if row else 0
 

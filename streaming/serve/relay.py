@@ -28,7 +28,7 @@ from django.utils import timezone
 from streaming import registry
 from streaming.conf import streaming_settings
 from streaming.ops.stats import stats
-from streaming.publish.snapshot import alias_for
+from streaming.publish.snapshot import alias_for, clock_sql
 
 logger = logging.getLogger("streaming.serve.relay")
 
@@ -224,7 +224,7 @@ def prune_log(connection: Any) -> int:
             [streaming_settings.CHANGE_LOG_MAX_ROWS],
         )
         capped = cursor.fetchone()
-        cursor.execute("SELECT n FROM streaming_clock WHERE id = 1")
+        cursor.execute(clock_sql(connection.vendor))
         clock = cursor.fetchone()
         if clock is None:
             return 0

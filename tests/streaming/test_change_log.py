@@ -24,6 +24,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 STAMP = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def empty_log():
+    """
+    Empties the change log first: the flush that ends each test deletes the observed tables'
+    rows, which the triggers record, so the log may hold them, by the order of the deletes.
+    """
+    Change.objects.all().delete()
+
+
 def test_migrate_installs_the_triggers_and_the_check_says_when_one_is_missing():
     """Tests that after migrate nothing is missing, and that W102 names a dropped trigger."""
     assert triggers.missing(connection, Metric) == set()
@@ -102,19 +111,22 @@ async def test_a_relay_behind_the_pruned_log_resyncs_everything():
     assert relay.last == 10**18
 
 
-def test_versions_follow_commit_order():
+@pytest.mark.parametrize("isolation", ["READ_COMMITTED", "REPEATABLE_READ", "SERIALIZABLE"])
+def test_versions_follow_commit_order_at_every_isolation_level(isolation):
     """
     Tests that versions follow commit order, not begin order. On PostgreSQL a transaction
-    begun first but committed last gets the higher version, shared by all its statements; on
-    SQLite a second writer waits for the first and gets a version above every one of its.
+    begun first but committed last, at `isolation` (its snapshot older than the other's
+    commit), still commits and gets the higher version, shared by all its statements. On
+    SQLite, where writers take turns and the level does not apply, a second writer waits for
+    the first and gets a version above every one of its.
     """
     if connection.vendor == "postgresql":
-        _interleaved_postgresql_writers()
+        _interleaved_postgresql_writers(isolation)
     else:
         _sqlite_writer_waits()
 
 
-def _interleaved_postgresql_writers() -> None:
+def _interleaved_postgresql_writers(isolation: str) -> None:
     import psycopg
 
     series = Series.objects.create(slug="cpu", name="CPU")
@@ -123,6 +135,7 @@ def _interleaved_postgresql_writers() -> None:
     params.pop("context", None)
     insert = "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES (%s, %s, 1)"
     with psycopg.connect(**params) as first, psycopg.connect(**params) as second:
+        first.isolation_level = psycopg.IsolationLevel[isolation]
         first.execute(insert, (series.pk, STAMP))
         first.execute(insert, (series.pk, datetime(2026, 12, 1, tzinfo=UTC)))
         second.execute(insert, (series.pk, STAMP))
@@ -165,6 +178,42 @@ def _sqlite_writer_waits() -> None:
         assert clock == changes[2].version
 
 
+def test_a_clock_ahead_of_the_time_keeps_every_later_version_above_it():
+    """
+    Tests that a write after the clock row was left ahead of the time (as a database stamped
+    by the clock row, before PostgreSQL's sequence, may be) gets a version above it once
+    migrate has run, and that a snapshot reads that version as the clock.
+    """
+    series = Series.objects.create(slug="cpu", name="CPU")
+    ahead = int((datetime.now(UTC).timestamp() + 3600) * 1_000_000)
+    Clock.objects.update_or_create(pk=1, defaults={"n": ahead})
+    try:
+        install.after_migrate(using="default")
+        Metric.objects.create(series=series, timestamp=STAMP, value=1)
+        version = Change.objects.get(model="metrics.metric").version
+        assert version is not None
+        assert version > ahead
+        with snapshot(None) as clock:
+            assert clock == version
+    finally:
+        if connection.vendor == "postgresql":
+            # The sequence outlives the test's tables: later tests' versions are times again.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT setval('streaming_version', %s)", [ahead - 7200 * 10**6])
+
+
+def test_a_snapshot_of_an_emptied_log_reads_the_newest_version_pruned():
+    """Tests that once pruning has emptied the log, the clock a snapshot reads does not fall."""
+    series = Series.objects.create(slug="cpu", name="CPU")
+    Metric.objects.create(series=series, timestamp=STAMP, value=1)
+    with snapshot(None) as before:
+        pass
+    Clock.objects.update_or_create(pk=2, defaults={"n": before})
+    Change.objects.all().delete()
+    with snapshot(None) as after:
+        assert after == before
+
+
 def test_the_relays_grace_counts_from_the_commit_and_never_exceeds_itself(settings, monkeypatch):
     """
     Tests that a relayed key is left to the fast path for what remains of the grace since
@@ -192,7 +241,7 @@ def test_a_failing_snapshot_raises_djangos_error_and_marks_the_connection(monkey
 
     from streaming.publish import snapshot as snapshot_module
 
-    monkeypatch.setattr(snapshot_module, "CLOCK_SQL", "SELECT n FROM no_such_table")
+    monkeypatch.setattr(snapshot_module, "CLOCK_SQL", {"default": "SELECT n FROM no_such_table"})
     connection.ensure_connection()
     connection.errors_occurred = False
     with pytest.raises(DatabaseError), snapshot(None):
