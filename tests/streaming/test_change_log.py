@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import threading
+import time
+from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.core import checks
@@ -176,6 +181,65 @@ def _sqlite_writer_waits() -> None:
     assert changes[0].version < changes[1].version < changes[2].version
     with snapshot(None) as clock:
         assert clock == changes[2].version
+
+
+def test_racing_writers_at_the_strictest_isolation_all_commit_each_with_its_version():
+    """
+    Tests that writers racing at their database's strictest isolation (PostgreSQL:
+    SERIALIZABLE; SQLite: one writer at a time) all commit, as they would without streaming,
+    and that no two transactions share a version (PostgreSQL stamps one per transaction,
+    SQLite one per row).
+    """
+    series = Series.objects.create(slug="cpu", name="CPU")
+    Change.objects.all().delete()
+    connect = _postgresql_connect if connection.vendor == "postgresql" else _sqlite_connect
+    insert = "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES ({p}, {p}, 1)"
+    failures: list[Exception] = []
+
+    def write(seed: int) -> None:
+        chance = random.Random(seed)
+        db, begin, p = connect()
+        try:
+            for _ in range(20):
+                try:
+                    db.execute(begin)
+                    db.execute(insert.format(p=p), (series.pk, "2026-11-24 12:00:00+00"))
+                    time.sleep(chance.random() / 500)
+                    db.execute(insert.format(p=p), (series.pk, "2026-12-01 12:00:00+00"))
+                    db.execute("COMMIT")
+                except Exception as exc:
+                    failures.append(exc)
+                    db.execute("ROLLBACK")
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=write, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    versions = list(Change.objects.filter(model="metrics.metric").values_list("version", flat=True))
+    assert len(versions) == 4 * 20 * 2
+    assert None not in versions
+    per_version = 2 if connection.vendor == "postgresql" else 1
+    assert sorted(Counter(versions).values()) == [per_version] * (160 // per_version)
+
+
+def _postgresql_connect() -> tuple[Any, str, str]:
+    import psycopg
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    return psycopg.connect(**params, autocommit=True), "BEGIN ISOLATION LEVEL SERIALIZABLE", "%s"
+
+
+def _sqlite_connect() -> tuple[Any, str, str]:
+    import sqlite3
+
+    db = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None, timeout=30)
+    return db, "BEGIN IMMEDIATE", "?"
 
 
 def test_a_clock_ahead_of_the_time_keeps_every_later_version_above_it():
