@@ -12,7 +12,7 @@ change row stamps it at commit: the transaction's first firing takes an advisory
 until the commit is done, then the next value of a sequence (the next writer's version is
 taken after it); the others reuse that version. A lock and a sequence, not a row's UPDATE:
 neither can fail a REPEATABLE READ or SERIALIZABLE writer whose snapshot predates another's
-commit. Either way a snapshot that reads the clock (streaming.publish.snapshot.CLOCK_SQL) at
+commit. Either way a snapshot that reads the clock (streaming.publish.snapshot.read_clock) at
 n holds exactly the commits stamped up to n (docs/protocol.md).
 """
 

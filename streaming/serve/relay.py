@@ -28,7 +28,7 @@ from django.utils import timezone
 from streaming import registry
 from streaming.conf import streaming_settings
 from streaming.ops.stats import stats
-from streaming.publish.snapshot import alias_for, clock_sql
+from streaming.publish.snapshot import alias_for, read_clock
 
 logger = logging.getLogger("streaming.serve.relay")
 
@@ -224,11 +224,10 @@ def prune_log(connection: Any) -> int:
             [streaming_settings.CHANGE_LOG_MAX_ROWS],
         )
         capped = cursor.fetchone()
-        cursor.execute(clock_sql(connection.vendor))
-        clock = cursor.fetchone()
-        if clock is None:
+        clock = read_clock(cursor, connection.vendor)
+        if not clock:
             return 0
-        below = clock[0] - keep_us
+        below = clock - keep_us
         if capped is not None:
             below = max(below, capped[0] + 1)
         cursor.execute("SELECT MIN(version) FROM streaming_change WHERE version IS NOT NULL")
