@@ -8,12 +8,12 @@ A rolled-back transaction or savepoint records nothing; a committed one always h
 
 Versions follow commit order. On SQLite one transaction writes at a time, so each row's
 trigger bumps the clock (streaming_clock, row 1). On PostgreSQL a deferred trigger on each
-change row stamps it at commit: the transaction's first firing takes an advisory lock, held
-until the commit is done, then the next value of a sequence (the next writer's version is
-taken after it); the others reuse that version. A lock and a sequence, not a row's UPDATE:
-neither can fail a REPEATABLE READ or SERIALIZABLE writer whose snapshot predates another's
-commit. Either way a snapshot that reads the clock (streaming.publish.snapshot.read_clock) at
-n holds exactly the commits stamped up to n (docs/protocol.md).
+change row stamps it at commit with the next value of a sequence, under an advisory lock
+held until the commit is done: the next writer's versions are taken after it. A lock and a
+sequence, not a shared row's UPDATE, so neither can fail a REPEATABLE READ or SERIALIZABLE
+writer whose snapshot predates another's commit. Either way a snapshot that reads the clock
+(streaming.publish.snapshot.read_clock) at n holds exactly the commits stamped up to n
+(docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -47,25 +47,17 @@ DO $$ BEGIN
     (SELECT max(version) FROM streaming_change)));
 END $$;
 CREATE OR REPLACE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  v bigint := NULLIF(current_setting('streaming.version', true), '')::bigint;
 BEGIN
-  IF v IS NULL THEN
-    -- One statement takes the lock, then the version, stamps this row, keeps the version
-    -- for the transaction's other rows and wakes the relays: each statement is an executor
-    -- run. The sequence is read in the projection, after the lock's scan has returned.
-    WITH next AS (
-      SELECT setval('streaming_version',
-        GREATEST((SELECT last_value FROM streaming_version) + 1, {_PG_NOW})) AS n
-      FROM pg_advisory_xact_lock{PG_LOCK}
-    ), stamped AS (
-      UPDATE streaming_change SET version = next.n FROM next WHERE id = NEW.id
-    )
-    SELECT set_config('streaming.version', n::text, true)::bigint INTO v
-      FROM next, pg_notify('streaming', '');
-  ELSE
-    UPDATE streaming_change SET version = v WHERE id = NEW.id;
-  END IF;
+  -- One statement, one executor run. The lock comes first (a transaction's later rows hold
+  -- it already): the row's id goes through it, so it is taken before the index is read,
+  -- which keeps SERIALIZABLE writers from reading each other's index pages before their
+  -- turn. The version is read in the projection, after the lock; NOTIFY wakes the relays
+  -- (a transaction's duplicates fold into one).
+  UPDATE streaming_change
+    SET version = setval('streaming_version',
+      GREATEST((SELECT last_value FROM streaming_version) + 1, {_PG_NOW}))
+    FROM pg_notify('streaming', '') AS wake
+    WHERE id = (SELECT NEW.id FROM pg_advisory_xact_lock{PG_LOCK} AS lock);
   RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS streaming_stamp ON streaming_change;
