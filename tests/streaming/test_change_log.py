@@ -189,7 +189,6 @@ def test_racing_writers_at_the_strictest_isolation_all_commit_in_version_order()
     every commit before it.
     """
     series = Series.objects.create(slug="cpu", name="CPU")
-    Change.objects.all().delete()
     connect = _postgresql_connect if connection.vendor == "postgresql" else _sqlite_connect
     insert = (
         "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES ({p}, {p}, 1) RETURNING id"
