@@ -19,12 +19,13 @@ class Change(models.Model):
     """
     One committed write to an observed table, recorded by the database's own triggers in the
     writer's transaction (streaming/capture/triggers.py). `rows` holds the key fields of each
-    row touched, old and new, as a JSON list; `version` is the clock at the writer's commit.
+    row touched, old and new, as a JSON list; `version` places it in commit order (on
+    PostgreSQL it is given by the first reader after the commit).
     """
 
     id = models.BigAutoField(primary_key=True)
     version = models.BigIntegerField(null=True)
-    # Always 0: PostgreSQL's stamp finds its change row by primary key (migration 0004).
+    # Always 0 (a column of earlier releases).
     txid = models.BigIntegerField(default=0)
     model = models.CharField(max_length=200)
     rows = models.TextField()
@@ -32,12 +33,18 @@ class Change(models.Model):
     class Meta:
         db_table = "streaming_change"
         default_permissions = ()
-        # Partial: a row enters the version index once stamped (PostgreSQL: at its commit).
+        # Partial: a row enters the version index once stamped. On PostgreSQL it waits in the
+        # pending index until a reader stamps it (SQLite stamps at insert: never pending).
         indexes = [
             models.Index(
                 fields=["version"],
                 condition=models.Q(version__isnull=False),
                 name="streaming_change_stamped",
+            ),
+            models.Index(
+                fields=["id"],
+                condition=models.Q(version__isnull=True),
+                name="streaming_change_pending",
             ),
         ]
 
@@ -48,7 +55,7 @@ class Change(models.Model):
 class Clock(models.Model):
     """
     Row 1 is SQLite's version clock, bumped by every writing transaction (never below the time
-    in microseconds; PostgreSQL's stamp takes a sequence's next value instead); row 2 is the
+    in microseconds; PostgreSQL's stamper takes a sequence's next values instead); row 2 is the
     newest version pruned from the change log.
     """
 

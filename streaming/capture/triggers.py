@@ -7,13 +7,13 @@ They are generated from each Source's `fields` and installed after every `migrat
 A rolled-back transaction or savepoint records nothing; a committed one always has.
 
 Versions follow commit order. On SQLite one transaction writes at a time, so each row's
-trigger bumps the clock (streaming_clock, row 1). On PostgreSQL a deferred trigger on each
-change row stamps it at commit with the next value of a sequence, under an advisory lock
-held until the commit is done: the next writer's versions are taken after it. A lock and a
-sequence, not a shared row's UPDATE, so neither can fail a REPEATABLE READ or SERIALIZABLE
-writer whose snapshot predates another's commit. Either way a snapshot that reads the clock
-(streaming.publish.snapshot.read_clock) at n holds exactly the commits stamped up to n
-(docs/protocol.md).
+trigger bumps the clock (streaming_clock, row 1). On PostgreSQL the writer only records its
+rows and sends NOTIFY: its commit takes no lock and waits on nobody. Readers stamp what has
+committed since (streaming_stamp_pending(), run by the relays and by the sender before its
+snapshot) with the next values of a sequence, one stamper at a time, so a version is only
+ever given to a committed change and a reader sees a stamper's versions all at once or none.
+Either way a snapshot that reads the clock (streaming.publish.snapshot.read_clock) at n holds
+every commit stamped up to n (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ PREFIX = "streaming_"
 _SQLITE_NOW = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
 _PG_NOW = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
-# pg_advisory_xact_lock's key ("stre", "am" in ASCII): the stamp's lock, held to the commit.
+# pg_advisory_xact_lock's key ("stre", "am" in ASCII): held by a stamper to its commit.
 PG_LOCK = (0x73747265, 0x616D)
 
 _PG_STAMP = f"""
 CREATE SEQUENCE IF NOT EXISTS streaming_version;
+-- Earlier releases stamped each change row at its writer's commit.
+DROP TRIGGER IF EXISTS streaming_stamp ON streaming_change;
+DROP FUNCTION IF EXISTS streaming_stamp();
 -- Starts above every version handed out before: the change log's, and the clock row's
 -- (a database stamped by the clock row's UPDATE, before the sequence).
 DO $$ BEGIN
@@ -46,23 +49,32 @@ DO $$ BEGIN
     (SELECT max(n) FROM streaming_clock),
     (SELECT max(version) FROM streaming_change)));
 END $$;
-CREATE OR REPLACE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION streaming_stamp_pending() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  base bigint;
+  stamped integer;
 BEGIN
-  -- One statement, one executor run. The lock comes first (a transaction's later rows hold
-  -- it already): the row's id goes through it, so it is taken before the index is read,
-  -- which keeps SERIALIZABLE writers from reading each other's index pages before their
-  -- turn. The version is read in the projection, after the lock; NOTIFY wakes the relays
-  -- (a transaction's duplicates fold into one).
-  UPDATE streaming_change
-    SET version = setval('streaming_version',
-      GREATEST((SELECT last_value FROM streaming_version) + 1, {_PG_NOW}))
-    FROM pg_notify('streaming', '') AS wake
-    WHERE id = (SELECT NEW.id FROM pg_advisory_xact_lock{PG_LOCK} AS lock);
-  RETURN NULL;
+  -- Nothing committed waits: no lock to queue on (a subscribe's read, most relay reads).
+  IF NOT EXISTS (SELECT 1 FROM streaming_change WHERE version IS NULL) THEN
+    RETURN 0;
+  END IF;
+  -- One stamper at a time, to its commit: the next one's versions are above these. The
+  -- UPDATE below is a statement of its own, so (at READ COMMITTED) it sees every change
+  -- committed before the lock was granted, the previous stamper's versions included.
+  PERFORM pg_advisory_xact_lock{PG_LOCK};
+  -- Nothing waits on this commit's flush: a stamp lost in a crash is given again, higher.
+  PERFORM set_config('synchronous_commit', 'off', true);
+  base := GREATEST((SELECT last_value FROM streaming_version) + 1, {_PG_NOW});
+  UPDATE streaming_change AS c SET version = base + o.n - 1
+    FROM (SELECT id, row_number() OVER (ORDER BY id) AS n
+          FROM streaming_change WHERE version IS NULL) AS o
+    WHERE c.id = o.id;
+  GET DIAGNOSTICS stamped = ROW_COUNT;
+  IF stamped > 0 THEN
+    PERFORM setval('streaming_version', base + stamped - 1);
+  END IF;
+  RETURN stamped;
 END $$;
-DROP TRIGGER IF EXISTS streaming_stamp ON streaming_change;
-CREATE CONSTRAINT TRIGGER streaming_stamp AFTER INSERT ON streaming_change
-  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION streaming_stamp();
 """
 
 
@@ -130,10 +142,12 @@ def _postgresql(connection: BaseDatabaseWrapper, model: type[models.Model]) -> d
         rows = {"insert": new, "delete": old, "update": f"{old} UNION {new}"}[event]
         # One record per statement: a bulk call of 1,000 rows is one insert, not 1,000.
         # One statement; HAVING leaves out a statement that touched no row.
+        # NOTIFY wakes the relays at the commit (a transaction's duplicates fold into one).
         body = (
             "BEGIN INSERT INTO streaming_change (txid, model, rows) "
             f"SELECT 0, '{label}', {kind[event]}_agg(x.r)::text "
-            f"FROM ({rows}) x HAVING count(*) > 0; RETURN NULL; END"
+            f"FROM ({rows}) x HAVING count(*) > 0; "
+            "IF FOUND THEN PERFORM pg_notify('streaming', ''); END IF; RETURN NULL; END"
         )
         out[event] = (
             f"AFTER {event.upper()} ON {table} REFERENCING {referencing[event]} "

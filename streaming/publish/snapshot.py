@@ -2,12 +2,15 @@
 Reads keys' payloads and their version in one database snapshot.
 
 The version is the clock the capture triggers advance at every commit (streaming/capture/
-triggers.py). Read in the same snapshot as the payloads, it names exactly the commits they
-reflect: a higher version never carries an older state (docs/protocol.md).
+triggers.py); on PostgreSQL the snapshot first stamps the commits that have none yet. Read
+in the same snapshot as the payloads, it covers every commit they reflect, except ones made
+between the stamp and the snapshot, which get higher versions later: a higher version never
+carries an older state (docs/protocol.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +35,10 @@ CLOCK_SQL = {
         "ORDER BY version DESC LIMIT 1"
     ),
 }
+# PostgreSQL's writers leave their change rows without a version; a reader stamps what has
+# committed first (streaming/capture/triggers.py), at READ COMMITTED whatever the database's
+# default, so that the stamper sees every commit made before its lock.
+STAMP_SQL = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT streaming_stamp_pending(); COMMIT"
 # PostgreSQL's clock when the log holds no stamped row: the newest version pruned (row 2),
 # or the clock of a database stamped before the sequence (row 1).
 EMPTY_LOG_SQL = "SELECT max(n) FROM streaming_clock"
@@ -45,6 +52,17 @@ def read_clock(cursor: Any, vendor: str) -> int:
         cursor.execute(EMPTY_LOG_SQL)
         row = cursor.fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def stamp_pending(cursor: Any, then: str = "") -> None:
+    """Gives a version to every change committed without one (PostgreSQL), then runs `then`."""
+    try:
+        cursor.execute(f"{STAMP_SQL}; {then}" if then else STAMP_SQL)
+    except Exception:
+        # A failed statement leaves its transaction open: end it, so the connection serves on.
+        with contextlib.suppress(Exception):
+            cursor.execute("ROLLBACK")
+        raise
 
 
 def alias_for(using: str | None) -> str:
@@ -68,7 +86,8 @@ def snapshot(using: str | None) -> Iterator[int]:
     try:
         with connection.wrap_database_errors:
             if connection.vendor == "postgresql":
-                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                # What committed before this snapshot gets its version first, in one trip.
+                stamp_pending(cursor, then="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             else:
                 # DEFERRED, not Django's atomic(): a reader must not take SQLite's write lock.
                 cursor.execute("BEGIN DEFERRED")

@@ -6,7 +6,8 @@ last it saw, in commit order, maps their rows to keys with each Source's `keys`,
 them to the hub, which re-reads the keys it serves. So every committed write reaches every
 page, whoever wrote it and however the writer died, with no Redis at all. PostgreSQL wakes
 it with NOTIFY (sent at commit), SQLite by a cheap poll of `PRAGMA data_version`; a safety
-read runs anyway. It also prunes the log, whose size stays bounded.
+read runs anyway. On PostgreSQL it first stamps what committed without a version. It also
+prunes the log, whose size stays bounded.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from django.utils import timezone
 from streaming import registry
 from streaming.conf import streaming_settings
 from streaming.ops.stats import stats
-from streaming.publish.snapshot import alias_for, read_clock
+from streaming.publish.snapshot import alias_for, read_clock, stamp_pending
 
 logger = logging.getLogger("streaming.serve.relay")
 
@@ -106,6 +107,8 @@ class Relay:
 
     def _newest(self, connection: Any) -> int:
         with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                stamp_pending(cursor)
             cursor.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM streaming_change WHERE version IS NOT NULL"
             )
@@ -115,6 +118,9 @@ class Relay:
         """Reads every change after `last`, in commit order, and posts its keys."""
         while True:
             with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    # Writers leave their changes to be stamped by the first reader.
+                    stamp_pending(cursor)
                 cursor.execute("SELECT n FROM streaming_clock WHERE id = 2")
                 pruned = cursor.fetchone()
                 if pruned is not None and pruned[0] > self.last:

@@ -36,9 +36,9 @@ _HELD_RECHECK_SECONDS = 0.02
 
 def grace_left(version: int, grace: float | None = None) -> float:
     """
-    Returns what is left of `grace` (RELAY_GRACE_SECONDS) since the commit that stamped
-    `version`. A version is its commit's time in microseconds unless the clock ran ahead
-    (docs/protocol.md): the grace counts from the commit, never longer than all of it from now.
+    Returns what is left of `grace` (RELAY_GRACE_SECONDS) since `version` was stamped: at
+    its commit, or (PostgreSQL) by the first reader after it. A version is that time in
+    microseconds unless the clock ran ahead (docs/protocol.md): never longer than all of it.
     """
     if grace is None:
         grace = streaming_settings.RELAY_GRACE_SECONDS

@@ -1,15 +1,18 @@
 """
-The change log and its triggers: installed by migrate and checked; rows and versions as a
-writer leaves them; pruning that bounds the log; a relay that fell behind resyncs.
+The change log and its triggers: installed by migrate and checked; rows and versions as
+writers and readers leave them (on PostgreSQL the first reader after a commit stamps it);
+pruning that bounds the log; a relay that fell behind resyncs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,11 +83,12 @@ def test_a_bulk_call_is_one_commit_with_one_version():
         Metric.objects.bulk_create(
             Metric(series=series, timestamp=STAMP, value=i) for i in range(50)
         )
+    with snapshot(None) as clock:
+        pass
     versions = set(Change.objects.filter(model="metrics.metric").values_list("version", flat=True))
     if connection.vendor == "postgresql":
         assert len(versions) == 1
-    with snapshot(None) as clock:
-        assert clock == max(versions)
+    assert clock == max(versions)
 
 
 def test_pruning_keeps_the_log_under_its_cap_and_marks_what_it_dropped(settings):
@@ -93,6 +97,8 @@ def test_pruning_keeps_the_log_under_its_cap_and_marks_what_it_dropped(settings)
     series = Series.objects.create(slug="cpu", name="CPU")
     for i in range(60):
         Metric.objects.create(series=series, timestamp=STAMP, value=i)
+    with snapshot(None):
+        pass
     assert Change.objects.count() > 20
     assert prune_log(connection) > 0
     assert Change.objects.count() <= 21
@@ -120,9 +126,11 @@ def test_versions_follow_commit_order_at_every_isolation_level(isolation):
     """
     Tests that versions follow commit order, not begin order. On PostgreSQL a transaction
     begun first but committed last, at `isolation` (its snapshot older than the other's
-    commit), still commits, and both its statements get versions above the other's. On
-    SQLite, where writers take turns and the level does not apply, a second writer waits for
-    the first and gets a version above every one of its.
+    commit), still commits; a reader between the two commits stamps the other's change
+    alone, and the first's get versions above it. The readers' sessions default to
+    `isolation` too: their stamp runs at READ COMMITTED anyway. On SQLite, where writers
+    take turns and the level does not apply, a second writer waits for the first and gets a
+    version above every one of its.
     """
     if connection.vendor == "postgresql":
         _interleaved_postgresql_writers(isolation)
@@ -138,19 +146,41 @@ def _interleaved_postgresql_writers(isolation: str) -> None:
     params.pop("cursor_factory", None)
     params.pop("context", None)
     insert = "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES (%s, %s, 1)"
-    with psycopg.connect(**params) as first, psycopg.connect(**params) as second:
+    level = isolation.replace("_", " ").lower()
+    with (
+        _session_default(f"default_transaction_isolation = '{level}'"),
+        psycopg.connect(**params) as first,
+        psycopg.connect(**params) as second,
+    ):
         first.isolation_level = psycopg.IsolationLevel[isolation]
         first.execute(insert, (series.pk, STAMP))
         first.execute(insert, (series.pk, datetime(2026, 12, 1, tzinfo=UTC)))
         second.execute(insert, (series.pk, STAMP))
         second.commit()
+        with snapshot(None) as between:
+            pass
         first.commit()
+        with snapshot(None) as clock:
+            pass
     changes = list(Change.objects.filter(model="metrics.metric").order_by("id"))
     assert len(changes) == 3
+    assert changes[2].version == between
     first = [changes[0].version, changes[1].version]
-    assert min(first) > changes[2].version
-    with snapshot(None) as clock:
-        assert clock == max(first)
+    assert min(first) > between
+    assert clock == max(first)
+
+
+@contextlib.contextmanager
+def _session_default(setting: str) -> Iterator[None]:
+    """Sets a default of the test's own session for the block (PostgreSQL)."""
+    name = setting.split("=")[0].strip()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET {setting}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"RESET {name}")
 
 
 def _sqlite_writer_waits() -> None:
@@ -181,12 +211,13 @@ def _sqlite_writer_waits() -> None:
         assert clock == changes[2].version
 
 
-def test_racing_writers_at_the_strictest_isolation_all_commit_in_version_order():
+def test_racing_writers_at_the_strictest_isolation_all_commit_and_readers_see_whole_versions():
     """
     Tests that writers racing at their database's strictest isolation (PostgreSQL:
     SERIALIZABLE; SQLite: one writer at a time) all commit, as they would without streaming,
-    and that no two transactions' versions interleave: each is stamped at its commit, above
-    every commit before it.
+    and that a reader racing them sees the log whole: a snapshot that reads the clock at n
+    holds every change whose version is n or less, never one without its version, and no
+    version changes once read.
     """
     series = Series.objects.create(slug="cpu", name="CPU")
     connect = _postgresql_connect if connection.vendor == "postgresql" else _sqlite_connect
@@ -195,6 +226,8 @@ def test_racing_writers_at_the_strictest_isolation_all_commit_in_version_order()
     )
     failures: list[Exception] = []
     committed: list[list[int]] = []
+    seen: list[tuple[int, dict[int, int]]] = []
+    done = threading.Event()
 
     def write(seed: int) -> None:
         chance = random.Random(seed)
@@ -214,21 +247,40 @@ def test_racing_writers_at_the_strictest_isolation_all_commit_in_version_order()
         finally:
             db.close()
 
+    def read() -> None:
+        from django.db import connections
+
+        try:
+            while not done.is_set():
+                with snapshot(None) as clock:
+                    rows = Change.objects.filter(model="metrics.metric").values_list(
+                        "id", "version"
+                    )
+                    seen.append((clock, dict(rows)))
+                time.sleep(0.001)
+        finally:
+            connections.close_all()
+
+    reader = threading.Thread(target=read)
+    reader.start()
     threads = [threading.Thread(target=write, args=(seed,)) for seed in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    done.set()
+    reader.join()
     assert failures == []
     assert len(committed) == 4 * 20
-    version_of = {
-        row["id"]: change.version
-        for change in Change.objects.filter(model="metrics.metric")
-        for row in json.loads(change.rows)
-    }
-    spans = sorted((version_of[first], version_of[second]) for first, second in committed)
-    assert all(low < high for low, high in spans)
-    assert all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1))
+    with snapshot(None):
+        pass
+    final = dict(Change.objects.filter(model="metrics.metric").values_list("id", "version"))
+    assert len(final) == 2 * 4 * 20
+    assert len(set(final.values())) == len(final)
+    assert len(seen) > 5
+    for clock, rows in seen:
+        stamped = {i: v for i, v in rows.items() if v is not None}
+        assert stamped == {i: v for i, v in final.items() if v <= clock}
 
 
 def _postgresql_connect() -> tuple[Any, str, str]:
@@ -259,11 +311,12 @@ def test_a_clock_ahead_of_the_time_keeps_every_later_version_above_it():
     try:
         install.after_migrate(using="default")
         Metric.objects.create(series=series, timestamp=STAMP, value=1)
+        with snapshot(None) as clock:
+            pass
         version = Change.objects.get(model="metrics.metric").version
         assert version is not None
         assert version > ahead
-        with snapshot(None) as clock:
-            assert clock == version
+        assert clock == version
     finally:
         if connection.vendor == "postgresql":
             # The sequence outlives the test's tables: later tests' versions are times again.
@@ -323,3 +376,59 @@ def test_a_failing_snapshot_raises_djangos_error_and_marks_the_connection(monkey
     with snapshot(None) as clock:
         assert clock >= 0
     assert not connection.in_atomic_block
+    if connection.vendor == "postgresql":
+        # PostgreSQL's stamp runs first, in a transaction of its own: one that fails is
+        # rolled back, and the connection serves the next snapshot.
+        monkeypatch.setattr(
+            snapshot_module,
+            "STAMP_SQL",
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT no_such_function(); COMMIT",
+        )
+        with pytest.raises(DatabaseError), snapshot(None):
+            pass
+        monkeypatch.undo()
+        assert connection.connection.info.transaction_status == 0
+        with snapshot(None) as clock:
+            assert clock >= 0
+
+
+def test_a_writer_commits_at_once_and_the_first_reader_finds_its_version():
+    """
+    Tests that a writer's commit waits on no reader. On PostgreSQL another session holds the
+    stamp's advisory lock (a reader stamping), a create() still commits at once, and the
+    first reader after the lock is free stamps its change. On SQLite a reader holds a read
+    transaction open, and the change carries its version from the commit on.
+    """
+    series = Series.objects.create(slug="cpu", name="CPU")
+    with _reader_in_the_way():
+        began = time.monotonic()
+        Metric.objects.create(series=series, timestamp=STAMP, value=1)
+        waited = time.monotonic() - began
+        unstamped = Change.objects.get(model="metrics.metric").version is None
+    assert waited < 1.0
+    assert unstamped == (connection.vendor == "postgresql")
+    with snapshot(None) as clock:
+        pass
+    assert Change.objects.get(model="metrics.metric").version == clock
+
+
+@contextlib.contextmanager
+def _reader_in_the_way() -> Iterator[None]:
+    """Holds, in another session, what a reader holds: the stamp's lock, or a read."""
+    if connection.vendor == "postgresql":
+        db, _, _ = _postgresql_connect()
+        db.execute("BEGIN")
+        db.execute("SELECT pg_advisory_xact_lock(%s, %s)", triggers.PG_LOCK)
+        # Were the commit to wait for the lock, it would fail after 2 s, not hang.
+        held = _session_default("lock_timeout = '2s'")
+    else:
+        db, _, _ = _sqlite_connect()
+        db.execute("BEGIN")
+        db.execute("SELECT count(*) FROM streaming_change").fetchone()
+        held = contextlib.nullcontext()
+    try:
+        with held:
+            yield
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
