@@ -1,6 +1,6 @@
 """
 PostgreSQL's capture cost split by design: the shipped triggers against variants of them,
-below the ORM (docs/benchmarks.md, "PostgreSQL's create(): the floor of a commit-time stamp").
+below the ORM (docs/benchmarks.md, "PostgreSQL's writers stop stamping").
 
 `python -m bench.stamp_variants [--variants off,shipped,...] [--rounds 2000]` migrates one
 scratch database, clones it once per variant, rewrites each clone's triggers as the variant
@@ -29,48 +29,51 @@ NEXT = (
     f"setval('streaming_version', GREATEST((SELECT last_value FROM streaming_version) + 1, {NOW}))"
 )
 ROW_JSON = "json_build_object('id', {r}.id, 'series_id', {r}.series_id, 'timestamp', {r}.timestamp)"
-# {insert}: the shipped statement trigger on the metrics table's inserts.
+# {insert}: the shipped statement trigger on the metrics table's inserts; {plain}: that
+# trigger's function without its NOTIFY (the commit-time stamps below send it themselves).
+OLD_STAMP = f"""
+DROP INDEX streaming_change_pending; {{plain}}
+CREATE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE streaming_change SET version = {NEXT} FROM pg_notify('streaming', '') AS wake
+  WHERE id = (SELECT NEW.id FROM pg_advisory_xact_lock{PG_LOCK} AS lock);
+RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER streaming_stamp AFTER INSERT ON streaming_change
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION streaming_stamp();
+"""
 VARIANTS = {
     "off": "DROP TRIGGER {insert} ON metrics_metric;",
+    # The writer records its rows and sends NOTIFY; readers stamp them after the commit.
     "shipped": "",
-    # The statement trigger and its change row, never stamped: what the stamp costs.
-    "unstamped": "DROP TRIGGER streaming_stamp ON streaming_change;",
-    # The stamp's lock, sequence and NOTIFY at commit, without the change row's UPDATE.
-    "stamp without update": f"""
+    # The statement trigger and its change row alone: no NOTIFY, no index of pending rows.
+    "unstamped": "DROP INDEX streaming_change_pending; {plain}",
+    # The previous release: a deferred trigger stamps each change row at the writer's commit.
+    "commit-time stamp": OLD_STAMP,
+    # That stamp's lock, sequence and NOTIFY, without the change row's UPDATE.
+    "commit-time stamp without update": f"""{OLD_STAMP}
 CREATE OR REPLACE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN PERFORM {NEXT}, pg_notify('streaming', '') FROM pg_advisory_xact_lock{PG_LOCK};
 RETURN NULL; END $$;""",
-    # The stamp inserts (version, change id) into a narrow commit table instead.
-    "commit table": f"""
+    # That stamp inserting (version, change id) into a narrow commit table instead.
+    "commit-time stamp into a commit table": f"""{OLD_STAMP}
 CREATE TABLE probe_commit (version bigint PRIMARY KEY, change_id bigint NOT NULL);
 CREATE OR REPLACE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN INSERT INTO probe_commit SELECT {NEXT}, NEW.id
   FROM pg_advisory_xact_lock{PG_LOCK} AS lock, pg_notify('streaming', '') AS wake;
 RETURN NULL; END $$;""",
-    # No version index and room on the page: the stamp's UPDATE can be HOT.
-    "HOT update": (
-        "DROP INDEX streaming_change_stamped; ALTER TABLE streaming_change SET (fillfactor = 50);"
-    ),
-    # The sequence's next value, without the time floor.
-    "nextval": f"""
+    # That stamp with no version index and room on the page: its UPDATE can be HOT.
+    "commit-time stamp with a HOT update": f"""{OLD_STAMP}
+DROP INDEX streaming_change_stamped; ALTER TABLE streaming_change SET (fillfactor = 50);""",
+    # That stamp with the sequence's next value, without the time floor.
+    "commit-time stamp with nextval": f"""{OLD_STAMP}
 CREATE OR REPLACE FUNCTION streaming_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN UPDATE streaming_change SET version = nextval('streaming_version')
   FROM pg_notify('streaming', '') AS wake
   WHERE id = (SELECT NEW.id FROM pg_advisory_xact_lock{PG_LOCK} AS lock);
 RETURN NULL; END $$;""",
-    # A row trigger instead of the statement trigger (a bulk call would log each row).
-    "row trigger": f"""
-DROP TRIGGER {{insert}} ON metrics_metric;
-CREATE FUNCTION probe_row() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN INSERT INTO streaming_change (txid, model, rows)
-  VALUES (0, 'metrics.metric', json_build_array({ROW_JSON.format(r="NEW")})::text);
-RETURN NULL; END $$;
-CREATE TRIGGER probe_row AFTER INSERT ON metrics_metric
-  FOR EACH ROW EXECUTE FUNCTION probe_row();""",
-    # The floor: one deferred row trigger writes the stamped change row at commit, no
-    # statement trigger, no UPDATE (a bulk call would run it per row).
+    # The floor of a commit-time stamp: one deferred row trigger writes the stamped change
+    # row at commit, no statement trigger, no UPDATE (a bulk call would run it per row).
     "one deferred row trigger": f"""
-DROP TRIGGER {{insert}} ON metrics_metric; DROP TRIGGER streaming_stamp ON streaming_change;
+DROP TRIGGER {{insert}} ON metrics_metric;
 CREATE FUNCTION probe_commit_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN INSERT INTO streaming_change (version, txid, model, rows)
   SELECT {NEXT}, 0, 'metrics.metric', json_build_array({ROW_JSON.format(r="NEW")})::text
@@ -81,7 +84,7 @@ CREATE CONSTRAINT TRIGGER probe_commit_row AFTER INSERT ON metrics_metric
     # The statement's rows kept in a transaction-local setting; one deferred trigger, armed
     # by the transaction's first row, inserts them stamped at commit.
     "setting then one insert at commit": f"""
-DROP TRIGGER {{insert}} ON metrics_metric; DROP TRIGGER streaming_stamp ON streaming_change;
+DROP TRIGGER {{insert}} ON metrics_metric;
 CREATE FUNCTION probe_keep() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN PERFORM set_config('streaming.rows', concat_ws(',',
     nullif(current_setting('streaming.rows', true), ''),
@@ -104,6 +107,7 @@ CREATE CONSTRAINT TRIGGER probe_flush AFTER INSERT ON metrics_metric
         AND set_config('streaming.armed', '1', true) = '1')
   EXECUTE FUNCTION probe_flush();""",
 }
+NOTIFY = "IF FOUND THEN PERFORM pg_notify('streaming', ''); END IF; "
 INSERT = "INSERT INTO metrics_metric (timestamp, value, series_id) VALUES (%s, 1, %s)"
 
 
@@ -116,6 +120,10 @@ def _prepare(url: str, variant: str) -> tuple[Any, int]:
         "AND tgname LIKE 'streaming_%%insert%%' AND tgrelid = 'metrics_metric'::regclass"
     ).fetchone()
     sql = VARIANTS[variant].replace("{insert}", f'"{insert}"')
+    if "{plain}" in sql:
+        (body,) = db.execute("SELECT pg_get_functiondef(%s::regproc)", [f'"{insert}"']).fetchone()
+        assert NOTIFY in body, "the shipped insert trigger no longer notifies as expected"
+        sql = sql.replace("{plain}", body.replace(NOTIFY, "") + ";")
     if sql:
         db.execute(sql)
     (series,) = db.execute(SERIES.format(true="true") + " RETURNING id").fetchone()
