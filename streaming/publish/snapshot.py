@@ -56,12 +56,16 @@ def read_clock(cursor: Any, vendor: str) -> int:
 
 def stamp_pending(cursor: Any, then: str = "") -> None:
     """Gives a version to every change committed without one (PostgreSQL), then runs `then`."""
+    sql = f"{STAMP_SQL}; {then}" if then else STAMP_SQL
+    # Several statements cannot be a prepared statement (psycopg prepares a query run often,
+    # or every one with prepare_threshold=0): on the driver's cursor, never prepared.
+    driver = getattr(cursor, "cursor", cursor)
     try:
-        cursor.execute(f"{STAMP_SQL}; {then}" if then else STAMP_SQL)
+        driver.execute(sql, prepare=False)
     except Exception:
         # A failed statement leaves its transaction open: end it, so the connection serves on.
         with contextlib.suppress(Exception):
-            cursor.execute("ROLLBACK")
+            driver.execute("ROLLBACK")
         raise
 
 

@@ -432,3 +432,41 @@ def _reader_in_the_way() -> Iterator[None]:
     finally:
         db.execute("ROLLBACK")
         db.close()
+
+
+def test_changes_get_their_versions_whatever_the_drivers_cursor():
+    """
+    Tests that a change written over the driver itself gets its version: on PostgreSQL from
+    the stamp, on either of psycopg's cursors even when it prepares every query
+    (prepare_threshold=0, where several statements in one query would fail); on SQLite
+    from the write's own trigger.
+    """
+    series = Series.objects.create(slug="cpu", name="CPU")
+    if connection.vendor == "sqlite":
+        db, _, _ = _sqlite_connect()
+        db.execute(
+            "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES (?, ?, 1)",
+            (series.pk, "2026-11-24 12:00:00"),
+        )
+        db.close()
+        assert Change.objects.get(model="metrics.metric").version is not None
+        return
+    import psycopg
+
+    from streaming.publish.snapshot import stamp_pending
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params.update(autocommit=True, prepare_threshold=0)
+    with psycopg.connect(**params) as db:
+        for kind in (psycopg.Cursor, psycopg.ClientCursor):
+            db.execute(
+                "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES (%s, %s, 1)",
+                (series.pk, STAMP),
+            )
+            for _ in range(3):
+                stamp_pending(kind(db))
+    versions = list(Change.objects.filter(model="metrics.metric").values_list("version", flat=True))
+    assert len(versions) == 2
+    assert None not in versions
