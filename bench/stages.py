@@ -1,17 +1,19 @@
 """
 Where a broadcast's time goes in the writer process: commit to PUBLISH, stage by stage.
 
-`python -m bench.stages [WRITES] [--rate R]` saves WRITES metrics (200) at R per second
-(50), one transaction each, against a private redis-server and a fresh SQLite file, and
-prints each stage's p50 and p99: the publisher thread's wake-up after the commit, the
-snapshot (BEGIN, the clock read that is the version, COMMIT: the read minus the payload),
-the payload read inside it, the message's encoding, and group_send until Redis
-acknowledged the PUBLISH (total: commit to that acknowledgement).
+`python -m bench.stages [WRITES] [--rate R] [--postgresql]` saves WRITES metrics (200) at R
+per second (50), one transaction each, against a private redis-server and a fresh SQLite
+file (or a scratch PostgreSQL database, bench/scratch.py). It prints each stage's p50 and
+p99: the publisher thread's wake-up after the commit, the snapshot (BEGIN, the clock read
+that is the version, COMMIT: the read minus the payload; on PostgreSQL the stamp too), the
+payload read inside it, the message's encoding, and group_send until Redis acknowledged the
+PUBLISH (total: commit to that acknowledgement).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.scratch import postgres_database
 from tests.support.redis_server import RedisServer
 
 STAGES = ("wake", "snapshot", "payload", "encode", "send", "total")
@@ -101,17 +104,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("writes", type=int, nargs="?", default=200)
     parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--postgresql", action="store_true", help="a scratch PostgreSQL database")
     args = parser.parse_args()
     redis = RedisServer()
     redis.start()
     try:
-        folder = tempfile.mkdtemp(prefix="bench-stages-")
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="bench.settings",
-            REDIS_URL=redis.url,
-            DATABASE_URL=f"sqlite:///{folder}/db.sqlite3",
-        )
-        times = measure(args.writes, args.rate)
+        with contextlib.ExitStack() as stack:
+            if args.postgresql:
+                url = stack.enter_context(postgres_database("bench_stages"))
+            else:
+                url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-stages-')}/db.sqlite3"
+            os.environ.update(
+                DJANGO_SETTINGS_MODULE="bench.settings", REDIS_URL=redis.url, DATABASE_URL=url
+            )
+            times = measure(args.writes, args.rate)
+            from django.db import connections
+
+            connections.close_all()
     finally:
         redis.stop()
     # Means add up to the total's mean; medians of skewed stages need not.
