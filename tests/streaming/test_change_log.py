@@ -142,9 +142,7 @@ def _interleaved_postgresql_writers(isolation: str) -> None:
     import psycopg
 
     series = Series.objects.create(slug="cpu", name="CPU")
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
+    params = _psycopg_params()
     insert = "INSERT INTO metrics_metric (series_id, timestamp, value) VALUES (%s, %s, 1)"
     level = isolation.replace("_", " ").lower()
     with (
@@ -286,10 +284,16 @@ def test_racing_writers_at_the_strictest_isolation_all_commit_and_readers_see_wh
 def _postgresql_connect() -> tuple[Any, str, str]:
     import psycopg
 
+    db = psycopg.connect(**_psycopg_params(), autocommit=True)
+    return db, "BEGIN ISOLATION LEVEL SERIALIZABLE", "%s"
+
+
+def _psycopg_params() -> dict[str, Any]:
+    """Returns the test database's connection parameters for psycopg itself, not Django."""
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
-    return psycopg.connect(**params, autocommit=True), "BEGIN ISOLATION LEVEL SERIALIZABLE", "%s"
+    return params
 
 
 def _sqlite_connect() -> tuple[Any, str, str]:
@@ -455,10 +459,7 @@ def test_changes_get_their_versions_whatever_the_drivers_cursor():
 
     from streaming.publish.snapshot import stamp_pending
 
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    params.update(autocommit=True, prepare_threshold=0)
+    params = {**_psycopg_params(), "autocommit": True, "prepare_threshold": 0}
     with psycopg.connect(**params) as db:
         for kind in (psycopg.Cursor, psycopg.ClientCursor):
             db.execute(
